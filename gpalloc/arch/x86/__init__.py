@@ -1,0 +1,1 @@
+"""Models of arch/x86 (x86-64, 4-level paging)."""

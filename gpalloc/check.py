@@ -1,0 +1,178 @@
+"""Machine.check(): the model's invariants, each failure naming the invariant broken."""
+
+from .arch.x86.pgtable_types import _PAGE_NX, _PAGE_PRESENT, _PAGE_RW
+from .bug import InvariantError
+from .mm.page import MAX_ORDER, PAGES_PER_1G, PAGES_PER_2M, PageBuddy
+from .mm.vmalloc import busy_areas, vmalloc_nr_pages
+
+
+def fail(invariant, detail):
+    """Raise InvariantError naming the broken invariant."""
+    raise InvariantError(f"invariant '{invariant}' broken: {detail}")
+
+
+def check(k):
+    """Run every invariant; raise InvariantError on the first that does not hold."""
+    check_page_ownership(k)
+    check_list_lru(k)
+    check_direct_map(k)
+    check_vmalloc(k)
+    check_grouped_cache(k)
+    check_w_xor_x(k)
+
+
+def _intervals(k):
+    out = [(s, e, "reserved") for s, e in k.layout.reserved]
+    for z in k.zones:
+        free = 0
+        for start, end in z.pristine:
+            out.append((start, end, "buddy"))
+            free += end - start
+        for order in range(MAX_ORDER):
+            n = sum(len(lst) for lst in z.free_area[order])
+            if order == MAX_ORDER - 1:
+                n += sum((e - s) >> order for s, e in z.pristine)
+            if n != z.nr_free[order]:
+                fail("free_area nr_free", f"{z!r} order {order}: nr_free={z.nr_free[order]}, "
+                                          f"lists hold {n}")
+            for lst in z.free_area[order]:
+                for pfn in lst:
+                    page = k.pages.peek(pfn)
+                    if not PageBuddy(page) or page.private != order or page._refcount:
+                        fail("buddy head", f"pfn {pfn:#x} on the order-{order} list is {page!r}")
+                    out.append((pfn, pfn + (1 << order), "buddy"))
+                    free += 1 << order
+        if free != z.nr_free_pages:
+            fail("NR_FREE_PAGES", f"{z!r}: counter {z.nr_free_pages}, free lists hold {free}")
+        for cpu, pcp in z.pcp.items():
+            n = 0
+            for lst in pcp.lists:
+                for pfn in lst:
+                    page = k.pages.peek(pfn)
+                    if page is None or page.owner != "pcp" or page._refcount:
+                        fail("pcp page", f"cpu {cpu} {z!r}: pfn {pfn:#x} is {page!r}")
+                    out.append((pfn, pfn + 1, "pcp"))
+                    n += 1
+            if n != pcp.count:
+                fail("pcp count", f"cpu {cpu} {z!r}: count {pcp.count}, lists hold {n}")
+    for page in k.pages.touched():
+        if page._refcount > 0:
+            if page.owner is None or PageBuddy(page):
+                fail("allocated page has an owner", f"{page!r}")
+            out.append((page.pfn, page.pfn + (1 << page.order), page.owner))
+    return out
+
+
+def check_page_ownership(k):
+    """Every pfn has exactly one owner: reserved, buddy, pcp, or one allocated block."""
+    spans = sorted(_intervals(k))
+    cur = 0
+    for start, end, owner in spans:
+        if start < cur:
+            fail("one owner per pfn", f"pfn {start:#x} ({owner}) is also inside an earlier block")
+        if start > cur:
+            fail("one owner per pfn", f"pfns {cur:#x}-{start:#x} belong to nobody")
+        cur = end
+    if cur != k.max_pfn:
+        fail("one owner per pfn", f"pfns {cur:#x}-{k.max_pfn:#x} belong to nobody")
+    owners = {}
+    for _s, _e, owner in spans:
+        owners[owner] = owners.get(owner, 0) + 1
+    in_areas = sum(len(a.pages) for a in busy_areas(k))
+    if owners.get("vmalloc", 0) != in_areas:
+        fail("vmalloc pages", f"{owners.get('vmalloc', 0)} pages owned by vmalloc, "
+                              f"{in_areas} in live areas")
+    if owners.get("pagetable", 0) != len(k.dmap.pt_pages):
+        fail("page-table pages", f"{owners.get('pagetable', 0)} owned, "
+                                 f"{len(k.dmap.pt_pages)} recorded by splits")
+    cached = sum(len(lru) for lru in k.lru)
+    if owners.get("pagecache", 0) != cached:
+        fail("page cache extents", f"{owners.get('pagecache', 0)} owned, {cached} on LRUs")
+
+
+def check_list_lru(k):
+    """list_lru counts equal list lengths, and every item is on its page's node list."""
+    g = k.grouped
+    if g is None or g.grouped_pages_lru is None:
+        return
+    lru = g.grouped_pages_lru
+    for nid, nlru in enumerate(lru.node):
+        lists = [nlru.lru, *nlru.memcg_lrus.values()]
+        for lst in lists:
+            if lst.nr_items != len(lst.list):
+                fail("list_lru count", f"node {nid}: nr_items {lst.nr_items}, "
+                                       f"list length {len(lst.list)}")
+        if nlru.nr_items != sum(lst.nr_items for lst in lists):
+            fail("list_lru node total", f"node {nid}: {nlru.nr_items}")
+        for item in nlru.lru.list:
+            if lru.nid_of(item) != nid:
+                fail("list_lru node", f"item {item!r} of node {lru.nid_of(item)} on node {nid}")
+
+
+def check_direct_map(k):
+    """DirectMap counters × sizes == mapped RAM, and agree with the page tables."""
+    dm = k.dmap
+    c = dm.direct_pages_count
+    if c[1] + c[2] * PAGES_PER_2M + c[3] * PAGES_PER_1G != k.max_pfn:
+        fail("DirectMap covers RAM", f"4k={c[1]} 2M={c[2]} 1G={c[3]} entries ≠ {k.max_pfn} pages")
+    if c[1] != len(dm.pte) * 512 or c[3] != len(dm.gb):
+        fail("DirectMap counters", f"counters {c[1:]} vs {len(dm.pte)} PTE tables, "
+                                   f"{len(dm.gb)} 1G entries")
+    for p in dm.pte:
+        if p >> 9 in dm.gb:
+            fail("DirectMap levels", f"2M region {p} has a PTE table inside a 1G entry")
+
+
+def check_vmalloc(k):
+    """VmallocUsed matches live areas; no page is both free and mapped."""
+    total = 0
+    for area in busy_areas(k):
+        total += area.nr_pages
+        if len(area.pages) != area.nr_pages or len(area.prot) != area.nr_pages:
+            fail("vm_struct pages", f"{area!r}: {len(area.pages)} pages, {len(area.prot)} PTEs")
+        for page in area.pages:
+            if page.owner != "vmalloc" or page._refcount != 1 or PageBuddy(page):
+                fail("no page free and mapped", f"{area!r} maps {page!r} (owner {page.owner})")
+    if total != vmalloc_nr_pages(k):
+        fail("VmallocUsed", f"nr_vmalloc_pages={vmalloc_nr_pages(k)}, areas hold {total}")
+
+
+def check_grouped_cache(k):
+    """A cached page is owned by the cache, has refcount 1, is not buddy, and is mapped RW."""
+    g = k.grouped
+    if g is None or g.grouped_pages_lru is None:
+        return
+    n = 0
+    for nlru in g.grouped_pages_lru.node:
+        for item in nlru.lru.list:
+            page = k.pages.virt_to_page(item) if g.storage == "contents" else item
+            n += 1
+            if page.owner != "grouped" or page._refcount != 1 or PageBuddy(page):
+                fail("grouped cache page", f"{page!r} owner={page.owner}")
+            _, prot = k.dmap.lookup_address(page.pfn)
+            if prot & (_PAGE_PRESENT | _PAGE_RW) != _PAGE_PRESENT | _PAGE_RW:
+                fail("grouped cache page mapped RW", f"{page!r} direct-map prot {prot:#x}")
+            if g.storage == "contents" and page.contents != "list_head":
+                fail("grouped cache list_head", f"{page!r} contents={page.contents!r}")
+    owned = sum(1 for p in k.pages.touched() if p.owner == "grouped" and p._refcount)
+    if owned != n:
+        fail("grouped cache ownership", f"{owned} pages owned by the cache, {n} on its lists")
+
+
+def check_w_xor_x(k):
+    """W^X: no pfn is writable through one mapping and executable through another.
+
+    Exempt, by caller name in ``k.wx_exempt``: areas the v5.11 kernel itself keeps RW+X
+    (BPF trampolines and dispatchers, spec §4.4) — a real wart the model keeps.
+    """
+    for area in busy_areas(k):
+        if area.caller in k.wx_exempt:
+            continue
+        for page, vprot in zip(area.pages, area.prot):
+            _, dprot = k.dmap.lookup_address(page.pfn)
+            present_v, present_d = vprot & _PAGE_PRESENT, dprot & _PAGE_PRESENT
+            writable = (present_v and vprot & _PAGE_RW) or (present_d and dprot & _PAGE_RW)
+            execable = (present_v and not vprot & _PAGE_NX) or (present_d and not dprot & _PAGE_NX)
+            if writable and execable:
+                fail("W^X", f"pfn {page.pfn:#x} of {area!r} is writable and executable")
+

@@ -1,0 +1,245 @@
+"""Machine: the facade the notebooks, the CLI and the tests use.
+
+It validates its configuration up front (the reason is in the error), boots a
+:class:`~gpalloc.state.Kernel`, and forwards each call to the kernel-named
+function that models it.  Views (``meminfo``, ``stats``, /proc text) only read.
+"""
+
+from .arch.x86 import set_memory as _cpa
+from .arch.x86.module import module_alloc as _module_alloc
+from .arch.x86.module import module_memfree as _module_memfree
+from .arch.x86.pgtable_types import PAGE_KERNEL
+from .check import check as _check
+from .mm import page_alloc as _pa
+from .mm import vmalloc as _vm
+from .mm import vmscan as _vmscan
+from .mm.gfp import GFP_KERNEL, gfp_t
+from .mm.grouped_pages import STORAGE_VARIANTS, grouped_cache_pages
+from .mm.page import MAX_ORDER, PAGE_SIZE
+from .proc import meminfo as _meminfo
+from .proc import proc_buddyinfo as _buddyinfo
+from .proc import proc_meminfo as _proc_meminfo
+from .proc import proc_vmallocinfo as _vmallocinfo
+from .state import KNOWN_FAULTS, Kernel, boot_4k_region_list
+from .units import memparse
+
+NUMA_NO_NODE = -1
+_vmalloc_node_range = _vm.__vmalloc_node_range   # module level: no class-name mangling
+_free_pages = _pa.__free_pages
+STAT_KEYS = ("splits_2m", "splits_1g", "flush_tlb_all", "flush_tlb_range",
+             "flush_tlb_range_pages", "lazy_purges", "vm_unmap_aliases", "reset_perms_frees",
+             "grouped_hits", "grouped_replenish", "grouped_fallback", "grouped_cross_node",
+             "grouped_bad_gfp", "shrinker_calls", "shrinker_freed", "kswapd_runs",
+             "allocstall", "pgsteal", "alloc_fail", "vmalloc_fail")
+
+
+def _check_int(name, value, lo, hi=None):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: expected a whole number, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        bound = f"{lo}..{hi}" if hi is not None else f"≥ {lo}"
+        raise ValueError(f"{name}: must be {bound}, got {value}")
+    return value
+
+
+class Machine:
+    """One modelled x86-64 machine running v5.11 plus the chosen RFC patches.
+
+    ``patches``: which RFC patches are applied — () is plain v5.11, (1,) adds
+    list_lru_get_mru, (1, 2) the grouped page cache, (1, 2, 3) module_alloc using it.
+    ``list_head``: where the cache keeps its free-list link — "contents" (RFC) or
+    "struct_page" (the reviewers' alternative).  ``boot_4k``: how much of the direct
+    map boot already maps with 4K pages (2 MiB multiples; real machines show
+    30–150 MB, e.g. 30,720 kB on a 6.18 VM with no modules).
+    """
+
+    def __init__(self, nodes=1, node_mem="4G", gbpages=True, cpus_per_node=2, seed=0,
+                 patches=(), boot_4k="30M", kaslr=True, list_head="contents",
+                 nr_scanned_quirk=True, faults=()):
+        _check_int("nodes", nodes, 1, 64)
+        _check_int("cpus_per_node", cpus_per_node, 1, 256)
+        _check_int("seed", seed, 0)
+        mem = memparse(node_mem, "node_mem")
+        if mem % (4 << 20) or mem < (256 << 20):
+            raise ValueError(f"node_mem: must be a multiple of 4M and at least 256M, "
+                             f"got {node_mem!r}")
+        b4k = memparse(boot_4k, "boot_4k")
+        if b4k % (2 << 20):
+            raise ValueError(f"boot_4k: must be a multiple of 2M (whole 2 MiB regions), "
+                             f"got {boot_4k!r}")
+        patches = tuple(sorted(set(patches)))
+        for p in patches:
+            if p not in (1, 2, 3):
+                raise ValueError(f"patches: the RFC has patches 1, 2 and 3, got {p!r}")
+        for p, needs in ((2, 1), (3, 2)):
+            if p in patches and needs not in patches:
+                raise ValueError(f"patches: patch {p} builds on patch {needs}; "
+                                 f"got {patches}")
+        if list_head not in STORAGE_VARIANTS:
+            raise ValueError(f"list_head: must be one of {STORAGE_VARIANTS}, got {list_head!r}")
+        for f in faults:
+            if f not in KNOWN_FAULTS:
+                raise ValueError(f"faults: unknown fault {f!r}; known: {KNOWN_FAULTS}")
+        node_pages = mem // PAGE_SIZE
+        self.config = dict(nodes=nodes, node_mem=node_mem, gbpages=bool(gbpages),
+                           cpus_per_node=cpus_per_node, seed=seed, patches=patches,
+                           boot_4k=boot_4k, kaslr=bool(kaslr), list_head=list_head,
+                           nr_scanned_quirk=bool(nr_scanned_quirk), faults=tuple(faults))
+        self.k = Kernel(nodes=nodes, node_pages=node_pages, cpus_per_node=cpus_per_node,
+                        gbpages=bool(gbpages),
+                        boot_4k_regions=boot_4k_region_list(b4k, nodes * node_pages),
+                        seed=seed, patches=patches, kaslr=bool(kaslr), list_head=list_head,
+                        nr_scanned_quirk=bool(nr_scanned_quirk), faults=faults)
+
+    def __repr__(self):
+        c = self.config
+        return (f"Machine(nodes={c['nodes']}, node_mem={c['node_mem']!r}, "
+                f"patches={c['patches']}, seed={c['seed']})")
+
+    # ------------------------------------------------------------ CPUs
+    @property
+    def cpu(self):
+        """The CPU the next call runs on (decides the local node and the per-CPU list)."""
+        return self.k.cpu
+
+    @cpu.setter
+    def cpu(self, cpu):
+        self.k.cpu = _check_int("cpu", cpu, 0, self.k.nr_cpus - 1)
+
+    # ------------------------------------------------------------ vmalloc
+    def vmalloc(self, size, caller="vmalloc"):
+        """vmalloc(size): address, or None on failure."""
+        return _vm.vmalloc(self.k, self._size(size), caller)
+
+    def vmalloc_node_range(self, size, align=PAGE_SIZE, start=None, end=None, gfp=GFP_KERNEL,
+                           prot=PAGE_KERNEL, vm_flags=0, node=NUMA_NO_NODE, caller=None):
+        """__vmalloc_node_range(); start/end None = the vmalloc range."""
+        start = _vm.VMALLOC_START if start is None else start
+        end = _vm.VMALLOC_END if end is None else end
+        return _vmalloc_node_range(self.k, self._size(size), align, start, end, gfp_t(gfp),
+                                   prot, vm_flags, node, caller or "__vmalloc_node_range")
+
+    def module_alloc(self, size, caller="module_alloc"):
+        """module_alloc(size) (RFC 3/3 adds VM_GROUP_PAGES when patch 3 is applied)."""
+        return _module_alloc(self.k, self._size(size), caller)
+
+    def module_memfree(self, addr):
+        """module_memfree(addr)."""
+        _module_memfree(self.k, addr)
+
+    def vfree(self, addr):
+        """vfree(addr): a bad address is a WARN (see .warnings), as in the kernel."""
+        _vm.vfree(self.k, addr)
+
+    def set_vm_flush_reset_perms(self, addr):
+        """set_vm_flush_reset_perms(addr)."""
+        return _vm.set_vm_flush_reset_perms(self.k, addr)
+
+    def set_memory_ro(self, addr, numpages):
+        """set_memory_ro(): 0 or -errno."""
+        return _cpa.set_memory_ro(self.k, addr, self._npages(numpages))
+
+    def set_memory_rw(self, addr, numpages):
+        """set_memory_rw(): 0 or -errno."""
+        return _cpa.set_memory_rw(self.k, addr, self._npages(numpages))
+
+    def set_memory_x(self, addr, numpages):
+        """set_memory_x(): 0 or -errno."""
+        return _cpa.set_memory_x(self.k, addr, self._npages(numpages))
+
+    def set_memory_nx(self, addr, numpages):
+        """set_memory_nx(): 0 or -errno."""
+        return _cpa.set_memory_nx(self.k, addr, self._npages(numpages))
+
+    def set_memory_np(self, addr, numpages):
+        """set_memory_np(): 0 or -errno."""
+        return _cpa.set_memory_np(self.k, addr, self._npages(numpages))
+
+    def set_memory_4k(self, addr, numpages):
+        """set_memory_4k(): 0 or -errno."""
+        return _cpa.set_memory_4k(self.k, addr, self._npages(numpages))
+
+    def find_vm_area(self, addr):
+        """find_vm_area(addr): the vm_struct, or None."""
+        return _vm.find_vm_area(self.k, addr)
+
+    # ------------------------------------------------------------ page allocator
+    def alloc_pages(self, gfp=GFP_KERNEL, order=0, node=NUMA_NO_NODE):
+        """alloc_pages_node(node, gfp, order): a struct page, or None."""
+        _check_int("order", order, 0, MAX_ORDER - 1)
+        if node == NUMA_NO_NODE:
+            return _pa.alloc_pages(self.k, gfp_t(gfp), order)
+        return _pa.alloc_pages_node(self.k, node, gfp_t(gfp), order)
+
+    def free_pages(self, page, order=0):
+        """__free_pages(page, order)."""
+        _check_int("order", order, 0, MAX_ORDER - 1)
+        if page is None or getattr(page, "_refcount", 0) <= 0 or page.owner != "kernel":
+            raise ValueError(f"page: {page!r} is not a page this machine handed out "
+                             "with alloc_pages")
+        _free_pages(self.k, page, order)
+
+    # ------------------------------------------------------------ reclaim
+    def drop_caches(self, mode=3):
+        """echo mode > /proc/sys/vm/drop_caches."""
+        _vmscan.drop_caches(self.k, mode)
+
+    def shrink_slab(self, nid=0, priority=_vmscan.DEF_PRIORITY, gfp=GFP_KERNEL):
+        """shrink_slab(gfp, nid, NULL, priority): one pass over every shrinker; pages freed."""
+        self.k.check_nid(nid)
+        _check_int("priority", priority, 0, _vmscan.DEF_PRIORITY)
+        return _vmscan.shrink_slab(self.k, gfp_t(gfp), nid, None, priority)
+
+    # ------------------------------------------------------------ views
+    def meminfo(self):
+        """/proc/meminfo values (kB) as a dict."""
+        return _meminfo(self.k)
+
+    def proc_meminfo(self):
+        """/proc/meminfo text."""
+        return _proc_meminfo(self.k)
+
+    def proc_buddyinfo(self):
+        """/proc/buddyinfo text."""
+        return _buddyinfo(self.k)
+
+    def proc_vmallocinfo(self):
+        """/proc/vmallocinfo text."""
+        return _vmallocinfo(self.k)
+
+    def stats(self):
+        """Counters: splits, flushes, grouped cache, shrinker, reclaim (see STAT_KEYS)."""
+        k = self.k
+        out = {key: k.stat.get(key, 0) for key in STAT_KEYS}
+        out.update({key: v for key, v in k.stat.items() if key not in out})
+        out["page_table_pages"] = len(k.dmap.pt_pages)
+        out["grouped_cache_pages"] = grouped_cache_pages(k)
+        out["grouped_cache_pages_per_node"] = [grouped_cache_pages(k, n)
+                                               for n in range(k.nr_nodes)]
+        g = k.grouped
+        out["nr_deferred"] = list(g.shrinker.nr_deferred or []) if g and g.shrinker \
+            and g.shrinker.nr_deferred else [0] * k.nr_nodes
+        return out
+
+    @property
+    def warnings(self):
+        """Kernel-style WARN messages emitted so far."""
+        return list(self.k.warnings)
+
+    def check(self):
+        """Raise gpalloc.InvariantError naming the first broken invariant."""
+        _check(self.k)
+
+    # ------------------------------------------------------------ helpers
+    @staticmethod
+    def _size(size):
+        if isinstance(size, str):
+            return memparse(size, "size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"size: must be a non-negative number of bytes or a size like "
+                             f"'8K', got {size!r}")
+        return size
+
+    @staticmethod
+    def _npages(n):
+        return _check_int("numpages", n, 0)

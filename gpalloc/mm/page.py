@@ -1,0 +1,110 @@
+"""struct page (include/linux/mm_types.h) and the memmap that holds them.
+
+Only pages the model has touched exist as objects (``PageStore`` is a dict keyed
+by pfn), so memory grows with pages touched, not with RAM size.  A pfn that has
+never been touched is described by the allocator's boot-time ranges instead.
+"""
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+PMD_SHIFT, PUD_SHIFT = 21, 30
+PTRS_PER_PTE = 512
+PAGES_PER_2M = 1 << (PMD_SHIFT - PAGE_SHIFT)   # 512
+PAGES_PER_1G = 1 << (PUD_SHIFT - PAGE_SHIFT)   # 262144
+MAX_ORDER = 11                                  # orders 0..10 (v5.11 meaning)
+pageblock_order = HUGETLB_PAGE_ORDER = 9
+# x86-64, 4-level paging, no KASLR of the direct map: where the direct map starts.
+PAGE_OFFSET = 0xFFFF888000000000
+
+# page_type values kept in the _mapcount union (include/linux/page-flags.h)
+PG_buddy, PG_table = "buddy", "table"
+
+
+class Page:
+    """struct page: the fields the RFC review argues about, plus model-only bookkeeping.
+
+    ``lru``/``mapping``/``index``/``private`` are the main union's words; ``contents``
+    is the first 16 bytes of the page's *memory* (where RFC 2/3 writes its list_head).
+    ``owner`` and ``order`` are model-only: who holds an allocated block and its order.
+    """
+
+    __slots__ = ("pfn", "nid", "zid", "_refcount", "page_type", "private", "lru",
+                 "mapping", "index", "contents", "owner", "order", "pcp_mt")
+
+    def __init__(self, pfn, nid, zid):
+        self.pfn, self.nid, self.zid = pfn, nid, zid
+        self._refcount = 0
+        self.page_type = None
+        self.private = 0
+        self.lru = None
+        self.mapping = None
+        self.index = 0
+        self.contents = None
+        self.owner = None
+        self.order = 0
+        self.pcp_mt = None
+
+    def __repr__(self):
+        state = self.page_type or self.owner or "free"
+        return f"<page pfn={self.pfn:#x} node={self.nid} {state} refcount={self._refcount}>"
+
+
+def PageBuddy(page):
+    """PageBuddy(): is this the head of a free block in the buddy allocator?"""
+    return page is not None and page.page_type == PG_buddy
+
+
+def buddy_order(page):
+    """buddy_order(): the order of a free block, kept in page->private."""
+    return page.private
+
+
+def page_to_pfn(page):
+    """page_to_pfn()."""
+    return page.pfn
+
+
+def pfn_to_virt(pfn):
+    """__va(PFN_PHYS(pfn)): the direct-map address of a pfn."""
+    return PAGE_OFFSET + (pfn << PAGE_SHIFT)
+
+
+def page_address(page):
+    """page_address(): the page's direct-map address (64-bit: no highmem)."""
+    return PAGE_OFFSET + (page.pfn << PAGE_SHIFT)
+
+
+def virt_to_pfn(addr):
+    """__pa(addr) >> PAGE_SHIFT for a direct-map address."""
+    return (addr - PAGE_OFFSET) >> PAGE_SHIFT
+
+
+class PageStore:
+    """The memmap (vmemmap): pfn → struct page, materialised on first touch."""
+
+    def __init__(self, layout):
+        self._pages = {}
+        self._layout = layout
+
+    def pfn_to_page(self, pfn):
+        """pfn_to_page(): the struct page of a pfn (created on first touch)."""
+        page = self._pages.get(pfn)
+        if page is None:
+            nid, zid = self._layout.pfn_node_zone(pfn)
+            page = self._pages[pfn] = Page(pfn, nid, zid)
+        return page
+
+    def peek(self, pfn):
+        """The struct page if the model ever touched this pfn, else None."""
+        return self._pages.get(pfn)
+
+    def virt_to_page(self, addr):
+        """virt_to_page() for a direct-map address."""
+        return self.pfn_to_page(virt_to_pfn(addr))
+
+    def touched(self):
+        """Every materialised struct page."""
+        return self._pages.values()
+
+    def __len__(self):
+        return len(self._pages)

@@ -1,0 +1,576 @@
+"""The buddy allocator (mm/page_alloc.c, v5.11): free lists, per-CPU lists, watermarks.
+
+Modelled: orders 0..10 with merging on free, three migratetypes with
+__rmqueue_fallback stealing (and ALLOC_NOFRAGMENT's whole-pageblock preference),
+per-CPU order-0 lists (LIFO, batch/high, round-robin bulk free), watermarks
+min/low/high with lowmem_reserve, the order ≥ 9 availability test that makes a
+2 MiB request fail on fragmented memory, and the slow path (wake kswapd, retry at
+min, direct reclaim, give up on costly orders).
+
+Simplified, and said so in the notebooks: no compaction (so a fragmented zone
+stays fragmented until pages are freed), no watermark boosting, no
+HIGHATOMIC/CMA/ISOLATE lists, no OOM killer (an order-0 allocation that reclaim
+cannot satisfy returns NULL with a warning), kswapd runs to completion at once
+when woken, and the buddy_merge_likely() "free to tail" heuristic is left out.
+"""
+
+from .gfp import (
+    MIGRATE_MOVABLE,
+    MIGRATE_PCPTYPES,
+    MIGRATE_RECLAIMABLE,
+    MIGRATE_UNMOVABLE,
+    ZONE_DMA32,
+    ZONE_NORMAL,
+    gfp_migratetype,
+    gfp_zone,
+    gfpflags_allow_blocking,
+)
+from .mmzone import get_pageblock_migratetype
+from .page import MAX_ORDER, PG_buddy, PageBuddy, pageblock_order, virt_to_pfn
+
+ALLOC_WMARK_MIN, ALLOC_WMARK_LOW, ALLOC_WMARK_HIGH = 0, 1, 2
+ALLOC_WMARK_MASK = 3
+ALLOC_HARDER, ALLOC_HIGH = 0x10, 0x20
+ALLOC_NOFRAGMENT, ALLOC_KSWAPD = 0x100, 0x800
+PAGE_ALLOC_COSTLY_ORDER = 3
+MAX_RECLAIM_RETRIES = 16
+
+fallbacks = {
+    MIGRATE_UNMOVABLE: (MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE),
+    MIGRATE_MOVABLE: (MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE),
+    MIGRATE_RECLAIMABLE: (MIGRATE_UNMOVABLE, MIGRATE_MOVABLE),
+}
+
+
+# ---------------------------------------------------------------- free lists
+
+def add_to_free_list(k, zone, pfn, order, mt):
+    """add_to_free_list(): make pfn the head of a free block and push it on the list head."""
+    page = k.pages.pfn_to_page(pfn)
+    page.page_type, page.private, page.owner, page._refcount = PG_buddy, order, None, 0
+    zone.free_area[order][mt][pfn] = None
+    zone.nr_free[order] += 1
+
+
+def del_page_from_free_list(zone, page, order):
+    """del_page_from_free_list(): unlink a free block (it is no longer PageBuddy)."""
+    for lst in zone.free_area[order]:
+        if page.pfn in lst:
+            del lst[page.pfn]
+            break
+    else:
+        raise AssertionError(f"pfn {page.pfn:#x} is PageBuddy but on no order-{order} list")
+    page.page_type, page.private = None, 0
+    zone.nr_free[order] -= 1
+
+
+def _take_head(k, zone, order, mt):
+    """get_page_from_free_area(): the head block of one list, or None."""
+    lst = zone.free_area[order][mt]
+    if lst:
+        pfn = next(reversed(lst))
+    elif order == MAX_ORDER - 1 and mt == MIGRATE_MOVABLE and zone.pristine:
+        pfn = zone.pristine[0][0]
+        return k.pages.pfn_to_page(pfn), True
+    else:
+        return None, False
+    return k.pages.pfn_to_page(pfn), False
+
+
+def _unlink(k, zone, page, order, from_pristine):
+    if from_pristine:
+        run = zone.pristine[0]
+        run[0] += 1 << order
+        if run[0] >= run[1]:
+            zone.pristine.pop(0)
+        zone.nr_free[order] -= 1
+    else:
+        del_page_from_free_list(zone, page, order)
+
+
+def _list_nonempty(zone, order, mt):
+    return bool(zone.free_area[order][mt]) or (
+        order == MAX_ORDER - 1 and mt == MIGRATE_MOVABLE and bool(zone.pristine))
+
+
+def expand(k, zone, pfn, low, high, mt):
+    """expand(): split a 2^high block down to 2^low, freeing the upper halves."""
+    size = 1 << high
+    while high > low:
+        high -= 1
+        size >>= 1
+        add_to_free_list(k, zone, pfn + size, high, mt)
+
+
+def __rmqueue_smallest(k, zone, order, mt):
+    """__rmqueue_smallest(): the smallest free block ≥ order on this migratetype's lists."""
+    for current in range(order, MAX_ORDER):
+        page, pristine = _take_head(k, zone, current, mt)
+        if page is None:
+            continue
+        _unlink(k, zone, page, current, pristine)
+        expand(k, zone, page.pfn, order, current, mt)
+        return page
+    return None
+
+
+def can_steal_fallback(order, start_mt):
+    """can_steal_fallback(): may this request claim the whole pageblock it steals from?"""
+    if order >= pageblock_order:
+        return True
+    return (order >= pageblock_order // 2 or start_mt == MIGRATE_RECLAIMABLE
+            or start_mt == MIGRATE_UNMOVABLE)
+
+
+def find_suitable_fallback(zone, order, mt):
+    """find_suitable_fallback(): first other migratetype with a free block of this order."""
+    if zone.nr_free[order] == 0:
+        return -1, False
+    for fmt in fallbacks[mt]:
+        if _list_nonempty(zone, order, fmt):
+            return fmt, can_steal_fallback(order, mt)
+    return -1, False
+
+
+def move_freepages_block(k, zone, pfn, mt):
+    """move_freepages_block(): move every free block of a pageblock to mt's lists.
+
+    Returns (free pages moved, movable pages found) as the kernel's caller wants.
+    """
+    start = pfn & ~((1 << pageblock_order) - 1)
+    start, end = max(start, zone.zone_start_pfn), min(start + 512, zone.zone_end_pfn)
+    moved = movable = 0
+    cur = start
+    while cur < end:
+        page = k.pages.peek(cur)
+        if PageBuddy(page):
+            order = page.private
+            if order >= MAX_ORDER - 1 or not any(cur in lst for lst in zone.free_area[order]):
+                cur += 1
+                continue
+            for lst in zone.free_area[order]:
+                lst.pop(cur, None)
+            zone.free_area[order][mt][cur] = None
+            moved += 1 << order
+            cur += 1 << order
+            continue
+        if page is not None and page.owner == "pagecache" and page._refcount:
+            movable += 1 << page.order
+            cur += 1 << page.order
+            continue
+        cur += 1
+    return moved, movable
+
+
+def steal_suitable_fallback(k, zone, page, order, start_mt, whole_block):
+    """steal_suitable_fallback(): move the block (maybe its pageblock) to start_mt's lists."""
+    old_mt = get_pageblock_migratetype(zone, page.pfn)
+    if order >= pageblock_order:
+        for b in range(page.pfn >> 9, (page.pfn + (1 << order)) >> 9):
+            zone.pageblock_mt[b] = start_mt
+        _move_one(zone, page, order, start_mt)
+        return
+    if whole_block:
+        free, movable = move_freepages_block(k, zone, page.pfn, start_mt)
+        if start_mt == MIGRATE_MOVABLE:
+            alike = movable
+        elif old_mt == MIGRATE_MOVABLE:
+            alike = 512 - (free + movable)
+        else:
+            alike = 0
+        if free:
+            if free + alike >= 1 << (pageblock_order - 1):
+                zone.pageblock_mt[page.pfn >> 9] = start_mt
+            return
+    _move_one(zone, page, order, start_mt)
+
+
+def _move_one(zone, page, order, mt):
+    for lst in zone.free_area[order]:
+        lst.pop(page.pfn, None)
+    zone.free_area[order][mt][page.pfn] = None
+
+
+def __rmqueue_fallback(k, zone, order, start_mt, alloc_flags):
+    """__rmqueue_fallback(): steal from another migratetype, largest block first."""
+    min_order = pageblock_order if alloc_flags & ALLOC_NOFRAGMENT else order
+    found = None
+    for current in range(MAX_ORDER - 1, min_order - 1, -1):
+        fmt, can_steal = find_suitable_fallback(zone, current, start_mt)
+        if fmt == -1:
+            continue
+        if not can_steal and start_mt == MIGRATE_MOVABLE and current > order:
+            break   # find_smallest
+        found = (current, fmt, can_steal)
+        break
+    else:
+        return False
+    if found is None:
+        for current in range(order, MAX_ORDER):
+            fmt, can_steal = find_suitable_fallback(zone, current, start_mt)
+            if fmt != -1:
+                found = (current, fmt, can_steal)
+                break
+        else:
+            return False
+    current, fmt, can_steal = found
+    page, pristine = _take_head(k, zone, current, fmt)
+    if pristine:   # materialise the pristine block as an ordinary free block first
+        _unlink(k, zone, page, current, True)
+        add_to_free_list(k, zone, page.pfn, current, fmt)
+    steal_suitable_fallback(k, zone, page, current, start_mt, can_steal)
+    k.stat["pgalloc_fallback"] += 1
+    return True
+
+
+def __rmqueue(k, zone, order, mt, alloc_flags):
+    """__rmqueue(): smallest block of the right type, else steal and retry."""
+    while True:
+        page = __rmqueue_smallest(k, zone, order, mt)
+        if page is not None:
+            return page
+        if not __rmqueue_fallback(k, zone, order, mt, alloc_flags):
+            return None
+
+
+# ---------------------------------------------------------------- per-CPU lists
+
+def get_pcp(k, zone, cpu=None):
+    """this_cpu_ptr(zone->pageset)->pcp."""
+    cpu = k.cpu if cpu is None else cpu
+    pcp = zone.pcp.get(cpu)
+    if pcp is None:
+        pcp = zone.pcp[cpu] = _new_pcp(zone)
+    return pcp
+
+
+def _new_pcp(zone):
+    from .mmzone import per_cpu_pages
+    return per_cpu_pages(zone.pcp_high, zone.pcp_batch)
+
+
+def rmqueue_bulk(k, zone, count, lst, mt, alloc_flags):
+    """rmqueue_bulk(): refill a pcp list with `count` order-0 pages (list_add_tail each)."""
+    taken = []
+    for _ in range(count):
+        page = __rmqueue(k, zone, 0, mt, alloc_flags)
+        if page is None:
+            break
+        page.owner = "pcp"
+        page.pcp_mt = get_pageblock_migratetype(zone, page.pfn)
+        taken.append(page.pfn)
+    zone.nr_free_pages -= len(taken)
+    lst[:0] = reversed(taken)   # tail of the kernel list = start of ours
+    return len(taken)
+
+
+def rmqueue_pcplist(k, zone, mt, alloc_flags):
+    """rmqueue_pcplist() / __rmqueue_pcplist(): take the head of this CPU's list."""
+    pcp = get_pcp(k, zone)
+    lst = pcp.lists[mt]
+    if not lst:
+        pcp.count += rmqueue_bulk(k, zone, pcp.batch, lst, mt, alloc_flags)
+        if not lst:
+            return None
+    pcp.count -= 1
+    return k.pages.pfn_to_page(lst.pop())
+
+
+def rmqueue(k, zone, order, gfp, alloc_flags, mt):
+    """rmqueue(): order 0 from the pcp list, higher orders straight from the buddy."""
+    if order == 0:
+        return rmqueue_pcplist(k, zone, mt, alloc_flags)
+    page = __rmqueue(k, zone, order, mt, alloc_flags)
+    if page is not None:
+        zone.nr_free_pages -= 1 << order
+    return page
+
+
+def free_pcppages_bulk(k, zone, count, pcp):
+    """free_pcppages_bulk(): return `count` pages, round-robin over lists, from the tails."""
+    mt, batch_free, out = 0, 0, []
+    while count:
+        while True:
+            batch_free += 1
+            mt = (mt + 1) % MIGRATE_PCPTYPES
+            if pcp.lists[mt]:
+                break
+        if batch_free == MIGRATE_PCPTYPES:
+            batch_free = count
+        lst = pcp.lists[mt]
+        while True:
+            out.append(lst.pop(0))
+            pcp.count -= 1
+            count -= 1
+            batch_free -= 1
+            if not (count and batch_free and lst):
+                break
+    for pfn in out:
+        page = k.pages.pfn_to_page(pfn)
+        mt = page.pcp_mt
+        page.owner, page.pcp_mt = None, None
+        __free_one_page(k, zone, pfn, 0, mt)
+
+
+def free_unref_page(k, page):
+    """free_unref_page(): an order-0 page goes to the head of this CPU's pcp list."""
+    zone = k.zone_of(page.pfn)
+    mt = get_pageblock_migratetype(zone, page.pfn)
+    page.owner, page.pcp_mt, page.order = "pcp", mt, 0
+    pcp = get_pcp(k, zone)
+    pcp.lists[mt].append(page.pfn)
+    pcp.count += 1
+    if pcp.count >= pcp.high:
+        free_pcppages_bulk(k, zone, pcp.batch, pcp)
+
+
+def drain_pages_zone(k, zone, cpu):
+    """drain_pages_zone(): give one CPU's whole pcp list back to the buddy."""
+    pcp = zone.pcp.get(cpu)
+    if pcp and pcp.count:
+        free_pcppages_bulk(k, zone, pcp.count, pcp)
+
+
+def drain_all_pages(k):
+    """drain_all_pages(NULL): every CPU, every zone."""
+    for zone in k.zones:
+        for cpu in list(zone.pcp):
+            drain_pages_zone(k, zone, cpu)
+
+
+# ---------------------------------------------------------------- freeing
+
+def __free_one_page(k, zone, pfn, order, mt):
+    """__free_one_page(): merge with free buddies, then push on the list head."""
+    zone.nr_free_pages += 1 << order
+    while order < MAX_ORDER - 1:
+        buddy_pfn = pfn ^ (1 << order)
+        if not zone.zone_start_pfn <= buddy_pfn < zone.zone_end_pfn:
+            break
+        buddy = k.pages.peek(buddy_pfn)
+        if not PageBuddy(buddy) or buddy.private != order:
+            break
+        del_page_from_free_list(zone, buddy, order)
+        pfn &= buddy_pfn
+        order += 1
+    add_to_free_list(k, zone, pfn, order, mt)
+
+
+def __free_pages_ok(k, page, order):
+    """__free_pages_ok(): a higher-order block goes straight back to the buddy."""
+    zone = k.zone_of(page.pfn)
+    mt = get_pageblock_migratetype(zone, page.pfn)
+    page.owner, page.order = None, 0
+    __free_one_page(k, zone, page.pfn, order, mt)
+
+
+def __free_pages(k, page, order):
+    """__free_pages(): drop a reference; at zero the block goes back to the allocator."""
+    if page._refcount <= 0:
+        raise AssertionError(f"__free_pages: {page!r} has no reference to drop (double free?)")
+    page._refcount -= 1
+    if page._refcount:
+        return
+    if order == 0:
+        free_unref_page(k, page)
+    else:
+        __free_pages_ok(k, page, order)
+
+
+def free_page(k, addr):
+    """free_page(addr): free the order-0 page at a direct-map address."""
+    __free_pages(k, k.pages.pfn_to_page(virt_to_pfn(addr)), 0)
+
+
+def split_page(k, page, order):
+    """split_page(): a non-compound order-N block becomes 2^N order-0 pages, refcount 1 each."""
+    owner = page.owner
+    page.order = 0
+    for pfn in range(page.pfn + 1, page.pfn + (1 << order)):
+        p = k.pages.pfn_to_page(pfn)
+        p._refcount, p.owner, p.order = 1, owner, 0
+
+
+# ---------------------------------------------------------------- allocating
+
+def zone_watermark_ok(zone, order, mark, classzone_idx, alloc_flags, free_pages=None):
+    """__zone_watermark_ok(): enough free pages above mark, and a big-enough free block."""
+    free = zone.nr_free_pages if free_pages is None else free_pages
+    free -= (1 << order) - 1
+    if alloc_flags & ALLOC_HIGH:
+        mark -= mark // 2
+    if alloc_flags & ALLOC_HARDER:
+        mark -= mark // 4
+    if free <= mark + zone.lowmem_reserve[classzone_idx]:
+        return False
+    if order == 0:
+        return True
+    for o in range(order, MAX_ORDER):
+        if not zone.nr_free[o]:
+            continue
+        for mt in range(MIGRATE_PCPTYPES):
+            if _list_nonempty(zone, o, mt):
+                return True
+    return False
+
+
+def _mark(zone, alloc_flags):
+    return zone._watermark[alloc_flags & ALLOC_WMARK_MASK]
+
+
+def alloc_flags_nofragment(k, zone, gfp):
+    """alloc_flags_nofragment(): prefer whole-pageblock steals when DMA32 sits below Normal."""
+    flags = ALLOC_KSWAPD if gfp & 0x800 else 0
+    if zone.zid != ZONE_NORMAL:
+        return flags
+    below = [z for z in k.node_zones[zone.nid] if z.zid == ZONE_DMA32]
+    if k.nr_nodes > 1 and not below:
+        return flags
+    return flags | ALLOC_NOFRAGMENT
+
+
+def get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, mt):
+    """get_page_from_freelist(): first zone in the zonelist that passes its watermark."""
+    while True:
+        for zone in zonelist:
+            if (alloc_flags & ALLOC_NOFRAGMENT and zone.nid != zonelist[0].nid):
+                break   # stay local rather than fragment a remote node... then retry without
+            mark = _mark(zone, alloc_flags)
+            if not zone_watermark_ok(zone, order, mark, classzone_idx, alloc_flags):
+                continue
+            page = rmqueue(k, zone, order, gfp, alloc_flags, mt)
+            if page is not None:
+                return page
+        if alloc_flags & ALLOC_NOFRAGMENT:
+            alloc_flags &= ~ALLOC_NOFRAGMENT
+            continue
+        return None
+
+
+def prep_new_page(page, order):
+    """prep_new_page()/set_page_refcounted(): a fresh allocation has refcount 1."""
+    page._refcount, page.owner, page.order = 1, "kernel", order
+    page.page_type, page.private, page.pcp_mt = None, 0, None
+
+
+def build_zonelist(k, nid, highest_zid):
+    """build_zonelists() (node order): local zones high→low, then the other nodes."""
+    out = []
+    for i in range(k.nr_nodes):
+        n = (nid + i) % k.nr_nodes
+        out.extend(z for z in reversed(k.node_zones[n]) if z.zid <= highest_zid)
+    return out
+
+
+def __alloc_pages_slowpath(k, gfp, order, zonelist, classzone_idx, mt):
+    """__alloc_pages_slowpath(): kswapd, min watermark, direct reclaim, then give up."""
+    from .vmscan import try_to_free_pages, wakeup_kswapd
+    alloc_flags = ALLOC_WMARK_MIN | (ALLOC_HIGH if gfp & 0x20 else 0)
+    if gfp & 0x200 and not gfp & 0x400:
+        alloc_flags |= ALLOC_HARDER
+    if gfp & 0x800:
+        wakeup_kswapd(k, order, zonelist)
+    page = get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, mt)
+    # PF_MEMALLOC: an allocation made while reclaiming does not reclaim again
+    if page is not None or not gfpflags_allow_blocking(gfp) or k.in_reclaim:
+        return page
+    retries = 0
+    while True:
+        k.stat["allocstall"] += 1
+        k.in_reclaim = True
+        try:
+            progress = try_to_free_pages(k, gfp, order, zonelist[0].nid)
+        finally:
+            k.in_reclaim = False
+        page = get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, mt)
+        if page is not None:
+            return page
+        if order > PAGE_ALLOC_COSTLY_ORDER or gfp & 0x10000:   # costly or __GFP_NORETRY
+            return None
+        retries += 1
+        if not progress or retries >= MAX_RECLAIM_RETRIES:
+            return None
+
+
+def __alloc_pages_nodemask(k, gfp, order, preferred_nid):
+    """__alloc_pages_nodemask(): fast path at the low watermark, then the slow path."""
+    from .gfp import gfp_t
+    gfp = gfp_t(gfp)
+    if not 0 <= order < MAX_ORDER:
+        raise ValueError(f"order: must be 0..{MAX_ORDER - 1}, got {order}")
+    highest = gfp_zone(gfp)
+    zonelist = build_zonelist(k, preferred_nid, highest)
+    mt = gfp_migratetype(gfp)
+    alloc_flags = ALLOC_WMARK_LOW | alloc_flags_nofragment(k, zonelist[0], gfp)
+    page = get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, highest, mt)
+    if page is None:
+        page = __alloc_pages_slowpath(k, gfp, order, zonelist, highest, mt)
+    if page is None:
+        k.stat["alloc_fail"] += 1
+        if not gfp & 0x2000:
+            from ..bug import WARN
+            WARN(k, f"page allocation failure: order:{order}, mode:{gfp:#x}({gfp}), "
+                    f"nodemask=(null)")
+        return None
+    prep_new_page(page, order)
+    k.stat["pgalloc"] += 1 << order
+    return page
+
+
+def alloc_pages(k, gfp, order):
+    """alloc_pages(): prefer the node of the CPU we run on."""
+    return __alloc_pages_nodemask(k, gfp, order, k.numa_node_id())
+
+
+def alloc_page(k, gfp):
+    """alloc_page()."""
+    return alloc_pages(k, gfp, 0)
+
+
+def alloc_pages_node(k, nid, gfp, order):
+    """alloc_pages_node(): NUMA_NO_NODE means the local node."""
+    if nid == -1:
+        nid = k.numa_node_id()
+    k.check_nid(nid)
+    return __alloc_pages_nodemask(k, gfp, order, nid)
+
+
+def free_boot_memory(k, zone, ranges):
+    """memblock_free_all(): boot hands each free range to the buddy, ascending, to the tail."""
+    for start, end in ranges:
+        pfn = start
+        while pfn < end:
+            order = MAX_ORDER - 1
+            while order and (pfn & ((1 << order) - 1) or pfn + (1 << order) > end):
+                order -= 1
+            if order == MAX_ORDER - 1:
+                run_end = pfn
+                while run_end + (1 << order) <= end:
+                    run_end += 1 << order
+                zone.pristine.append([pfn, run_end])
+                zone.nr_free[order] += (run_end - pfn) >> order
+                pfn = run_end
+            else:
+                # boot frees to the tail: an earlier (lower) block stays nearer the head
+                page = k.pages.pfn_to_page(pfn)
+                page.page_type, page.private = PG_buddy, order
+                lst = zone.free_area[order][MIGRATE_MOVABLE]
+                items = list(lst)
+                lst.clear()
+                lst[pfn] = None
+                for p in items:
+                    lst[p] = None
+                zone.nr_free[order] += 1
+                pfn += 1 << order
+        zone.managed_pages += end - start
+        zone.nr_free_pages += end - start
+
+
+def totalram_pages(k):
+    """totalram_pages(): pages the buddy allocator manages (MemTotal)."""
+    return sum(z.managed_pages for z in k.zones)
+
+
+def nr_free_pages(k):
+    """global_zone_page_state(NR_FREE_PAGES): MemFree (per-CPU list pages are not in it)."""
+    return sum(z.nr_free_pages for z in k.zones)

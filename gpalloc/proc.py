@@ -1,0 +1,82 @@
+"""/proc text the model renders in kernel format: meminfo, buddyinfo, vmallocinfo.
+
+Views only: every function reads the state through kernel-named accessors.
+"""
+
+from .mm.gfp import ZONE_NAMES
+from .mm.grouped_pages import grouped_cache_pages
+from .mm.page import PAGE_SHIFT
+from .mm.page_alloc import nr_free_pages, totalram_pages
+from .mm.vmalloc import (
+    VM_ALLOC,
+    VM_DMA_COHERENT,
+    VM_IOREMAP,
+    VM_MAP,
+    VM_UNINITIALIZED,
+    VM_USERMAP,
+    VMALLOC_END,
+    VMALLOC_START,
+    busy_areas,
+    vmalloc_nr_pages,
+)
+
+
+def meminfo(k):
+    """The /proc/meminfo values the model knows, in kB (a dict)."""
+    kb = 1 << (PAGE_SHIFT - 10)
+    out = {
+        "MemTotal": totalram_pages(k) * kb,
+        "MemFree": nr_free_pages(k) * kb,
+        "Cached": sum(k.lru_size) * kb,
+        "VmallocTotal": (VMALLOC_END - VMALLOC_START + 1) >> 10,
+        "VmallocUsed": vmalloc_nr_pages(k) * kb,
+        "VmallocChunk": 0,
+    }
+    dm = k.dmap.kb()
+    out["DirectMap4k"], out["DirectMap2M"] = dm["DirectMap4k"], dm["DirectMap2M"]
+    if k.gbpages:   # arch_report_meminfo() prints DirectMap1G only with direct_gbpages
+        out["DirectMap1G"] = dm["DirectMap1G"]
+    return out
+
+
+def grouped_meminfo_kb(k):
+    """Memory parked in the RFC's grouped cache (not a real /proc/meminfo line)."""
+    return grouped_cache_pages(k) << (PAGE_SHIFT - 10)
+
+
+def proc_meminfo(k):
+    """/proc/meminfo text: ``Label:`` padded to 16 columns, value in 8, then ``kB``."""
+    return "".join(f"{name + ':':<16}{value:>8} kB\n" for name, value in meminfo(k).items())
+
+
+def proc_buddyinfo(k):
+    """/proc/buddyinfo: free blocks per order for each node and zone."""
+    lines = []
+    for z in k.zones:
+        counts = "".join(f"{n:>7}" for n in z.nr_free)
+        lines.append(f"Node {z.nid}, zone {ZONE_NAMES[z.zid]:>8}{counts}")
+    return "\n".join(lines) + "\n"
+
+
+def proc_vmallocinfo(k):
+    """/proc/vmallocinfo: one line per live area (5.11 s_show(), addresses unhashed)."""
+    lines = []
+    for v in busy_areas(k):
+        parts = [f"0x{v.addr:016x}-0x{v.addr + v.size:016x} {v.size:>7}"]
+        if v.caller:
+            parts.append(f" {v.caller}")
+        if v.nr_pages:
+            parts.append(f" pages={v.nr_pages}")
+        for bit, word in ((VM_IOREMAP, "ioremap"), (VM_ALLOC, "vmalloc"), (VM_MAP, "vmap"),
+                          (VM_USERMAP, "user"), (VM_DMA_COHERENT, "dma-coherent")):
+            if v.flags & bit:
+                parts.append(f" {word}")
+        if v.nested is not None:
+            parts.append(" vpages")
+        if not v.flags & VM_UNINITIALIZED:
+            per_node = [0] * k.nr_nodes
+            for page in v.pages:
+                per_node[page.nid] += 1
+            parts.extend(f" N{n}={c}" for n, c in enumerate(per_node) if c)
+        lines.append("".join(parts))
+    return "\n".join(lines) + ("\n" if lines else "")

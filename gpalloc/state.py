@@ -1,0 +1,101 @@
+"""The modelled kernel's global state and its boot sequence (start_kernel, in miniature).
+
+Every function named after a kernel function takes this object as its first
+argument ``k`` — the model's stand-in for the kernel's globals.
+"""
+
+import random
+from collections import Counter, OrderedDict, deque
+
+from .arch.x86.set_memory import kernel_physical_mapping_init
+from .mm.grouped_pages import grouped_cache, grouped_page_init
+from .mm.mmzone import (
+    Layout,
+    setup_per_zone_lowmem_reserve,
+    setup_per_zone_wmarks,
+    zone,
+    zone_batchsize,
+)
+from .mm.page import PAGES_PER_2M, PageStore
+from .mm.page_alloc import free_boot_memory
+from .mm.vmalloc import vmap_state
+
+KNOWN_FAULTS = ("register_shrinker",)
+TRACE_LEN = 2000
+
+
+class Kernel:
+    """All state of one modelled machine; built by :func:`boot`."""
+
+    def __init__(self, *, nodes, node_pages, cpus_per_node, gbpages, boot_4k_regions, seed,
+                 patches, kaslr, list_head, nr_scanned_quirk, faults):
+        self.nr_nodes, self.node_pages = nodes, node_pages
+        self.max_pfn = nodes * node_pages
+        self.cpus_per_node = cpus_per_node
+        self.nr_cpus = nodes * cpus_per_node
+        self.cpu = 0
+        self.gbpages = gbpages
+        self.patches = frozenset(patches)
+        self.kaslr = kaslr
+        self.faults = frozenset(faults)
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.stat = Counter()
+        self.warnings = []
+        self.warned_once = set()
+        self.events = deque(maxlen=TRACE_LEN)
+        self.shrinker_list = []
+        self.lru = [OrderedDict() for _ in range(nodes)]   # background page cache extents
+        self.lru_size = [0] * nodes
+        self.in_reclaim = False
+        self.module_load_offset = None
+        self.wx_exempt = set()   # callers v5.11 leaves RW+X (BPF trampolines)
+        self.layout = Layout(nodes, node_pages)
+        self.pages = PageStore(self.layout)
+        self.node_zones = [[] for _ in range(nodes)]
+        self.zones = []
+        for nid, zid, start, end in self.layout.zone_spans:
+            z = zone(nid, zid, start, end)
+            free_boot_memory(self, z, self.layout.free_ranges(start, end))
+            z.pcp_batch = max(1, zone_batchsize(z.managed_pages))
+            z.pcp_high = 6 * z.pcp_batch
+            self.node_zones[nid].append(z)
+            self.zones.append(z)
+        self._zone_by = {(z.nid, z.zid): z for z in self.zones}
+        self.min_free_kbytes = setup_per_zone_wmarks(self.zones)
+        setup_per_zone_lowmem_reserve(self.node_zones)
+        self.dmap = kernel_physical_mapping_init(self, boot_4k_regions, gbpages)
+        self.boot_directmap = self.dmap.kb()
+        self.vmap = vmap_state(self.nr_cpus)
+        self.grouped = None
+        if 2 in self.patches:   # CONFIG_ARCH_HAS_HPAGE_DIRECT_MAP_PERMS=y
+            self.grouped = grouped_cache(list_head, nr_scanned_quirk)
+            grouped_page_init(self)
+
+    def numa_node_id(self):
+        """numa_node_id(): the node of the CPU we are running on."""
+        return self.cpu // self.cpus_per_node
+
+    def check_nid(self, nid):
+        """Refuse a node that does not exist (ValueError naming it)."""
+        if isinstance(nid, bool) or not isinstance(nid, int) or not 0 <= nid < self.nr_nodes:
+            raise ValueError(f"node: {nid!r} does not exist (nodes 0..{self.nr_nodes - 1}, "
+                             "or NUMA_NO_NODE = -1)")
+
+    def zone_of(self, pfn):
+        """page_zone()."""
+        return self._zone_by[self.layout.pfn_node_zone(pfn)]
+
+    def trace(self, event, **fields):
+        """A tracepoint: recent events are kept for the notebooks' timelines."""
+        self.events.append((event, fields))
+
+
+def boot_4k_region_list(boot_4k_bytes, max_pfn):
+    """The 2 MiB regions boot maps with 4K pages: region 0, then upward from 16 MiB."""
+    n = boot_4k_bytes // (PAGES_PER_2M * 4096)
+    regions = [0] + [8 + i for i in range(n - 1)]
+    if regions[-1] >= max_pfn // PAGES_PER_2M:
+        raise ValueError(f"boot_4k: {boot_4k_bytes} bytes of boot-time 4K mappings do not fit "
+                         "in the first node")
+    return regions
