@@ -85,6 +85,9 @@ def check_page_ownership(k):
     if owners.get("pagetable", 0) != len(k.dmap.pt_pages):
         fail("page-table pages", f"{owners.get('pagetable', 0)} owned, "
                                  f"{len(k.dmap.pt_pages)} recorded by splits")
+    slab = sum(len(b) for b in k.kernel_blocks)
+    if owners.get("slab", 0) != slab:
+        fail("kernel blocks", f"{owners.get('slab', 0)} owned, {slab} recorded")
     cached = sum(len(lru) for lru in k.lru)
     if owners.get("pagecache", 0) != cached:
         fail("page cache extents", f"{owners.get('pagecache', 0)} owned, {cached} on LRUs")
@@ -150,7 +153,7 @@ def check_grouped_cache(k):
             if page.owner != "grouped" or page._refcount != 1 or PageBuddy(page):
                 fail("grouped cache page", f"{page!r} owner={page.owner}")
             _, prot = k.dmap.lookup_address(page.pfn)
-            if prot & (_PAGE_PRESENT | _PAGE_RW) != _PAGE_PRESENT | _PAGE_RW:
+            if not g.unmapped and prot & (_PAGE_PRESENT | _PAGE_RW) != _PAGE_PRESENT | _PAGE_RW:
                 fail("grouped cache page mapped RW", f"{page!r} direct-map prot {prot:#x}")
             if g.storage == "contents" and page.contents != "list_head":
                 fail("grouped cache list_head", f"{page!r} contents={page.contents!r}")
@@ -168,7 +171,7 @@ def check_w_xor_x(k):
     for area in busy_areas(k):
         if area.caller in k.wx_exempt:
             continue
-        for page, vprot in zip(area.pages, area.prot):
+        for page, vprot in zip(area.pages, area.prot, strict=True):
             _, dprot = k.dmap.lookup_address(page.pfn)
             present_v, present_d = vprot & _PAGE_PRESENT, dprot & _PAGE_PRESENT
             writable = (present_v and vprot & _PAGE_RW) or (present_d and dprot & _PAGE_RW)

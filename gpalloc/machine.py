@@ -10,6 +10,7 @@ from .arch.x86.module import module_alloc as _module_alloc
 from .arch.x86.module import module_memfree as _module_memfree
 from .arch.x86.pgtable_types import PAGE_KERNEL
 from .check import check as _check
+from .mm import grouped_pages as _gp
 from .mm import page_alloc as _pa
 from .mm import vmalloc as _vm
 from .mm import vmscan as _vmscan
@@ -22,6 +23,7 @@ from .proc import proc_meminfo as _proc_meminfo
 from .proc import proc_vmallocinfo as _vmallocinfo
 from .state import KNOWN_FAULTS, Kernel, boot_4k_region_list
 from .units import memparse
+from .workloads import background as _bg
 
 NUMA_NO_NODE = -1
 _vmalloc_node_range = _vm.__vmalloc_node_range   # module level: no class-name mangling
@@ -48,14 +50,18 @@ class Machine:
     ``patches``: which RFC patches are applied — () is plain v5.11, (1,) adds
     list_lru_get_mru, (1, 2) the grouped page cache, (1, 2, 3) module_alloc using it.
     ``list_head``: where the cache keeps its free-list link — "contents" (RFC) or
-    "struct_page" (the reviewers' alternative).  ``boot_4k``: how much of the direct
-    map boot already maps with 4K pages (2 MiB multiples; real machines show
-    30–150 MB, e.g. 30,720 kB on a 6.18 VM with no modules).
+    "struct_page" (the reviewers' alternative).  ``unmapped_cache`` (not the RFC): cached
+    pages are also removed from the direct map, the idea the cache would have to grow
+    into — with in-page list_heads that faults, which is the reviewers' point.
+    ``nr_scanned_quirk``: keep the RFC shrinker's ``sc->nr_scanned += isolated``.
+    ``boot_4k``: how much of the direct map boot already maps with 4K pages (2 MiB
+    multiples; real machines show 30–150 MB, e.g. 30,720 kB on a 6.18 VM with no
+    modules, data/real fcvm-6.18-meminfo.txt).
     """
 
     def __init__(self, nodes=1, node_mem="4G", gbpages=True, cpus_per_node=2, seed=0,
                  patches=(), boot_4k="30M", kaslr=True, list_head="contents",
-                 nr_scanned_quirk=True, faults=()):
+                 nr_scanned_quirk=True, faults=(), unmapped_cache=False):
         _check_int("nodes", nodes, 1, 64)
         _check_int("cpus_per_node", cpus_per_node, 1, 256)
         _check_int("seed", seed, 0)
@@ -84,12 +90,14 @@ class Machine:
         self.config = dict(nodes=nodes, node_mem=node_mem, gbpages=bool(gbpages),
                            cpus_per_node=cpus_per_node, seed=seed, patches=patches,
                            boot_4k=boot_4k, kaslr=bool(kaslr), list_head=list_head,
-                           nr_scanned_quirk=bool(nr_scanned_quirk), faults=tuple(faults))
+                           nr_scanned_quirk=bool(nr_scanned_quirk), faults=tuple(faults),
+                           unmapped_cache=bool(unmapped_cache))
         self.k = Kernel(nodes=nodes, node_pages=node_pages, cpus_per_node=cpus_per_node,
                         gbpages=bool(gbpages),
                         boot_4k_regions=boot_4k_region_list(b4k, nodes * node_pages),
                         seed=seed, patches=patches, kaslr=bool(kaslr), list_head=list_head,
-                        nr_scanned_quirk=bool(nr_scanned_quirk), faults=faults)
+                        nr_scanned_quirk=bool(nr_scanned_quirk), faults=faults,
+                        unmapped_cache=bool(unmapped_cache))
 
     def __repr__(self):
         c = self.config
@@ -189,6 +197,28 @@ class Machine:
         self.k.check_nid(nid)
         _check_int("priority", priority, 0, _vmscan.DEF_PRIORITY)
         return _vmscan.shrink_slab(self.k, gfp_t(gfp), nid, None, priority)
+
+    def set_memory_pressure(self, level):
+        """Fill memory with background page cache so free memory sits at the level (0.0–1.0)."""
+        _bg.set_memory_pressure(self.k, level)
+
+    def age(self, steps):
+        """Background churn: free a random page-cache extent and allocate a new one, per step."""
+        _bg.age(self.k, steps)
+
+    def order9_free_blocks(self, node=None):
+        """Free blocks that can serve an order-9 (2 MiB) request, on one node or all."""
+        if node is not None:
+            self.k.check_nid(node)
+        return _bg.order9_free_blocks(self.k, node)
+
+    def grouped_blocks(self):
+        """Each replenished 2 MiB block: pages cached / in use / returned / reused, and split."""
+        return _gp.grouped_blocks(self.k)
+
+    def poison_check(self):
+        """What a page-poisoning check of the grouped cache's free pages would report."""
+        return _gp.poison_check(self.k)
 
     # ------------------------------------------------------------ views
     def meminfo(self):

@@ -28,7 +28,7 @@ class Kernel:
     """All state of one modelled machine; built by :func:`boot`."""
 
     def __init__(self, *, nodes, node_pages, cpus_per_node, gbpages, boot_4k_regions, seed,
-                 patches, kaslr, list_head, nr_scanned_quirk, faults):
+                 patches, kaslr, list_head, nr_scanned_quirk, faults, unmapped_cache=False):
         self.nr_nodes, self.node_pages = nodes, node_pages
         self.max_pfn = nodes * node_pages
         self.cpus_per_node = cpus_per_node
@@ -47,7 +47,9 @@ class Kernel:
         self.shrinker_list = []
         self.lru = [OrderedDict() for _ in range(nodes)]   # background page cache extents
         self.lru_size = [0] * nodes
+        self.kernel_blocks = [{} for _ in range(nodes)]   # background unmovable blocks
         self.in_reclaim = False
+        self.memory_pressure = 0.0
         self.module_load_offset = None
         self.wx_exempt = set()   # callers v5.11 leaves RW+X (BPF trampolines)
         self.layout = Layout(nodes, node_pages)
@@ -69,7 +71,7 @@ class Kernel:
         self.vmap = vmap_state(self.nr_cpus)
         self.grouped = None
         if 2 in self.patches:   # CONFIG_ARCH_HAS_HPAGE_DIRECT_MAP_PERMS=y
-            self.grouped = grouped_cache(list_head, nr_scanned_quirk)
+            self.grouped = grouped_cache(list_head, nr_scanned_quirk, unmapped_cache)
             grouped_page_init(self)
 
     def numa_node_id(self):

@@ -44,10 +44,11 @@ STORAGE_VARIANTS = ("contents", "struct_page")
 class grouped_cache:
     """The RFC's statics: grouped_pages_lru, grouped_page_en, nid_round_robin, the shrinker."""
 
-    def __init__(self, storage, nr_scanned_quirk):
+    def __init__(self, storage, nr_scanned_quirk, unmapped=False):
         if storage not in STORAGE_VARIANTS:
             raise ValueError(f"list_head: must be one of {STORAGE_VARIANTS}, got {storage!r}")
         self.storage = storage
+        self.unmapped = unmapped   # hypothetical: cached pages removed from the direct map
         self.nr_scanned_quirk = nr_scanned_quirk
         self.grouped_pages_lru = None
         self.grouped_page_en = False
@@ -86,9 +87,13 @@ def _item_to_page(k, item):
     if k.grouped.storage == "contents":
         page = k.pages.virt_to_page(item)   # virt_to_page(head)
         page.contents = "stale list_head"   # the memory still holds the old link
-        return page
-    item.lru = None
-    return item
+    else:
+        page = item
+        page.lru = None
+    if k.grouped.unmapped:
+        from ..arch.x86.set_memory import set_direct_map_default_noflush
+        set_direct_map_default_noflush(k, page)
+    return page
 
 
 def __remove_first_page(k, node):
@@ -111,6 +116,9 @@ def __free_grouped_page(k, page):
     """__free_grouped_page(): INIT_LIST_HEAD in the page (or struct page), list_lru_add it."""
     g = k.grouped
     page.owner = "grouped"
+    if g.unmapped:   # not the RFC: the "cache of unmapped pages" idea it would have to grow into
+        from ..arch.x86.set_memory import set_direct_map_invalid_noflush
+        set_direct_map_invalid_noflush(k, page)
     if g.storage == "contents":
         addr = page_address(page)
         _write_through_direct_map(k, page, addr)
@@ -185,8 +193,12 @@ def grouped_isolate(item, lst, dispose):
 
 def __dispose_pages(k, dispose):
     """__dispose_pages(): free_page() each one: order-0 back to the buddy (via pcp)."""
+    from ..arch.x86.set_memory import set_direct_map_default_noflush
     from .page_alloc import __free_pages, free_page
     for item in dispose:
+        if k.grouped.unmapped:
+            page = k.pages.virt_to_page(item) if k.grouped.storage == "contents" else item
+            set_direct_map_default_noflush(k, page)
         if k.grouped.storage == "contents":
             k.pages.virt_to_page(item).contents = None
             k.pages.virt_to_page(item).owner = "kernel"
@@ -220,3 +232,48 @@ def grouped_cache_pages(k, nid=None):
     if nid is not None:
         return list_lru_count_node(g.grouped_pages_lru, nid)
     return sum(list_lru_count_node(g.grouped_pages_lru, n) for n in range(k.nr_nodes))
+
+
+def grouped_blocks(k):
+    """Each replenished 2 MiB block: how many of its 512 pages are cached, in use, given back.
+
+    "in use" = mapped by a vmalloc area; "returned" = back in the buddy allocator or
+    a per-CPU list; "reused" = given back and since allocated by someone else.
+    """
+    out = []
+    for base, nid in k.grouped.blocks.items() if k.grouped else ():
+        counts = {"cached": 0, "in_use": 0, "returned": 0, "reused": 0}
+        for pfn in range(base, base + HPAGE_NR):
+            page = k.pages.peek(pfn)
+            owner = page.owner if page is not None else None
+            if owner == "grouped":
+                counts["cached"] += 1
+            elif owner == "vmalloc":
+                counts["in_use"] += 1
+            elif owner in (None, "pcp") or page._refcount == 0:
+                counts["returned"] += 1
+            else:
+                counts["reused"] += 1
+        out.append({"pfn": base, "node": nid, **counts,
+                    "split_2m": (base >> 9) in k.dmap.pte})
+    return out
+
+
+def poison_check(k):
+    """What a page-poisoning / DEBUG_PAGEALLOC-style check of cached pages would report.
+
+    Dave Hansen's review point: if the cache kept its link in struct page, cached
+    pages could be poisoned (or unmapped) like free pages and any write to them
+    caught.  With the RFC's in-page list_head the cache itself writes the data.
+    """
+    g = k.grouped
+    if g is None or g.grouped_pages_lru is None:
+        return []
+    reports = []
+    for nlru in g.grouped_pages_lru.node:
+        for item in nlru.lru.list:
+            page = k.pages.virt_to_page(item) if g.storage == "contents" else item
+            if page.contents is not None:
+                reports.append(f"pfn {page.pfn:#x}: cached page holds {page.contents} "
+                               f"at offset 0 (written through {page_address(page):#x})")
+    return reports

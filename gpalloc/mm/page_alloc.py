@@ -26,10 +26,11 @@ from .gfp import (
     gfpflags_allow_blocking,
 )
 from .mmzone import get_pageblock_migratetype
-from .page import MAX_ORDER, PG_buddy, PageBuddy, pageblock_order, virt_to_pfn
+from .page import MAX_ORDER, PageBuddy, PG_buddy, pageblock_order, virt_to_pfn
 
 ALLOC_WMARK_MIN, ALLOC_WMARK_LOW, ALLOC_WMARK_HIGH = 0, 1, 2
 ALLOC_WMARK_MASK = 3
+ALLOC_NO_WATERMARKS = 0x04
 ALLOC_HARDER, ALLOC_HIGH = 0x10, 0x20
 ALLOC_NOFRAGMENT, ALLOC_KSWAPD = 0x100, 0x800
 PAGE_ALLOC_COSTLY_ORDER = 3
@@ -436,7 +437,8 @@ def get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, 
             if (alloc_flags & ALLOC_NOFRAGMENT and zone.nid != zonelist[0].nid):
                 break   # stay local rather than fragment a remote node... then retry without
             mark = _mark(zone, alloc_flags)
-            if not zone_watermark_ok(zone, order, mark, classzone_idx, alloc_flags):
+            if not alloc_flags & ALLOC_NO_WATERMARKS and \
+                    not zone_watermark_ok(zone, order, mark, classzone_idx, alloc_flags):
                 continue
             page = rmqueue(k, zone, order, gfp, alloc_flags, mt)
             if page is not None:
@@ -453,10 +455,13 @@ def prep_new_page(page, order):
     page.page_type, page.private, page.pcp_mt = None, 0, None
 
 
-def build_zonelist(k, nid, highest_zid):
-    """build_zonelists() (node order): local zones high→low, then the other nodes."""
+def build_zonelist(k, nid, highest_zid, thisnode=False):
+    """build_zonelists() (node order): local zones high→low, then the other nodes.
+
+    __GFP_THISNODE selects the node's ZONELIST_NOFALLBACK list: its own zones only.
+    """
     out = []
-    for i in range(k.nr_nodes):
+    for i in range(1 if thisnode else k.nr_nodes):
         n = (nid + i) % k.nr_nodes
         out.extend(z for z in reversed(k.node_zones[n]) if z.zid <= highest_zid)
     return out
@@ -471,6 +476,10 @@ def __alloc_pages_slowpath(k, gfp, order, zonelist, classzone_idx, mt):
     if gfp & 0x800:
         wakeup_kswapd(k, order, zonelist)
     page = get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, mt)
+    if page is None and gfp & 0x20000 and not gfp & 0x80000:
+        # __gfp_pfmemalloc_flags(): __GFP_MEMALLOC may dip into the reserves
+        page = get_page_from_freelist(k, gfp, order, ALLOC_NO_WATERMARKS, zonelist,
+                                      classzone_idx, mt)
     # PF_MEMALLOC: an allocation made while reclaiming does not reclaim again
     if page is not None or not gfpflags_allow_blocking(gfp) or k.in_reclaim:
         return page
@@ -499,7 +508,7 @@ def __alloc_pages_nodemask(k, gfp, order, preferred_nid):
     if not 0 <= order < MAX_ORDER:
         raise ValueError(f"order: must be 0..{MAX_ORDER - 1}, got {order}")
     highest = gfp_zone(gfp)
-    zonelist = build_zonelist(k, preferred_nid, highest)
+    zonelist = build_zonelist(k, preferred_nid, highest, thisnode=bool(gfp & 0x200000))
     mt = gfp_migratetype(gfp)
     alloc_flags = ALLOC_WMARK_LOW | alloc_flags_nofragment(k, zonelist[0], gfp)
     page = get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, highest, mt)

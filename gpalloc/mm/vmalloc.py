@@ -14,8 +14,16 @@ Per-CPU vmap blocks (vm_map_ram) and KASAN shadows are not modelled.
 from bisect import bisect_right, insort
 
 from ..bug import WARN
-from .gfp import __GFP_DMA, __GFP_DMA32, __GFP_HIGHMEM, __GFP_NOWARN, __GFP_ZERO, GFP_KERNEL, \
-    GFP_RECLAIM_MASK, gfp_t
+from .gfp import (
+    __GFP_DMA,
+    __GFP_DMA32,
+    __GFP_HIGHMEM,
+    __GFP_NOWARN,
+    __GFP_ZERO,
+    GFP_KERNEL,
+    GFP_RECLAIM_MASK,
+    gfp_t,
+)
 from .page import PAGE_SHIFT, PAGE_SIZE, page_address
 
 VM_IOREMAP = 0x001
@@ -188,7 +196,7 @@ def purge_vmap_area_lazy(k):
 
 
 def _vm_unmap_aliases(k, start, end, flush):
-    """_vm_unmap_aliases(): purge lazy areas; if none and a flush was asked for, flush [start, end)."""
+    """_vm_unmap_aliases(): purge lazy areas; if none but a flush is wanted, flush [start, end)."""
     from ..arch.x86.tlb import flush_tlb_kernel_range
     k.stat["vm_unmap_aliases"] += 1
     if not __purge_vmap_area_lazy(k, start, end) and flush:
@@ -257,7 +265,7 @@ def __vmalloc_area_node(k, area, gfp, prot, node, vm_flags):
     gfp = gfp_t(gfp | __GFP_NOWARN)
     if not gfp & (__GFP_DMA | __GFP_DMA32):
         gfp = gfp_t(gfp | __GFP_HIGHMEM)
-    for i in range(nr_pages):
+    for _ in range(nr_pages):
         page = vm_alloc_page(k, node, vm_flags, gfp)
         if page is None:
             area.nr_pages = len(area.pages)
@@ -354,8 +362,7 @@ def set_area_direct_map(k, area, set_direct_map):
 
 def vm_remove_mappings(k, area, deallocate_pages):
     """vm_remove_mappings(): unmap, lazily free the range, and reset the direct map if asked."""
-    from ..arch.x86.set_memory import set_direct_map_default_noflush, \
-        set_direct_map_invalid_noflush
+    from ..arch.x86.set_memory import set_direct_map_default_noflush, set_direct_map_invalid_noflush
     va = find_vmap_area(k, area.addr)
     area.prot = [0] * area.nr_pages        # vunmap_range_noflush(): PTEs cleared
     free_vmap_area_noflush(k, va)

@@ -1,4 +1,4 @@
-"""TLB flushes (arch/x86/mm/tlb.c): counted by kind, because each global one is an IPI to every CPU."""
+"""TLB flushes (arch/x86/mm/tlb.c), counted by kind: each global one is an IPI to every CPU."""
 
 from ...mm.page import PAGE_SHIFT
 

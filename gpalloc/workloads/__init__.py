@@ -1,0 +1,1 @@
+"""Workloads that drive the model: background memory, real module lists, BPF profiles."""
