@@ -24,6 +24,7 @@ from .proc import proc_vmallocinfo as _vmallocinfo
 from .state import KNOWN_FAULTS, Kernel, boot_4k_region_list
 from .units import memparse
 from .workloads import background as _bg
+from .workloads import events as _events
 
 NUMA_NO_NODE = -1
 _vmalloc_node_range = _vm.__vmalloc_node_range   # module level: no class-name mangling
@@ -205,6 +206,10 @@ class Machine:
     def age(self, steps):
         """Background churn: free a random page-cache extent and allocate a new one, per step."""
         _bg.age(self.k, steps)
+
+    def play(self, events, churn_per_event=0, progress=None):
+        """Run a list of workload events (gpalloc.workloads.events) on this machine."""
+        _events.play(self.k, events, churn_per_event, progress)
 
     def order9_free_blocks(self, node=None):
         """Free blocks that can serve an order-9 (2 MiB) request, on one node or all."""

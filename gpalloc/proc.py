@@ -17,6 +17,7 @@ from .mm.vmalloc import (
     VMALLOC_END,
     VMALLOC_START,
     busy_areas,
+    lazy_areas,
     vmalloc_nr_pages,
 )
 
@@ -53,8 +54,8 @@ def proc_buddyinfo(k):
     """/proc/buddyinfo: free blocks per order for each node and zone."""
     lines = []
     for z in k.zones:
-        counts = "".join(f"{n:>7}" for n in z.nr_free)
-        lines.append(f"Node {z.nid}, zone {ZONE_NAMES[z.zid]:>8}{counts}")
+        counts = "".join(f"{n:6d} " for n in z.nr_free)   # frag_show_print(): "%6lu "
+        lines.append(f"Node {z.nid}, zone {ZONE_NAMES[z.zid]:>8} {counts}")
     return "\n".join(lines) + "\n"
 
 
@@ -79,4 +80,7 @@ def proc_vmallocinfo(k):
                 per_node[page.nid] += 1
             parts.extend(f" N{n}={c}" for n, c in enumerate(per_node) if c)
         lines.append("".join(parts))
+    for va in lazy_areas(k):   # show_purge_info(): lazily freed, not yet purged
+        size = va.va_end - va.va_start
+        lines.append(f"0x{va.va_start:016x}-0x{va.va_end:016x} {size:>7} unpurged vm_area")
     return "\n".join(lines) + ("\n" if lines else "")

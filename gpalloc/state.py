@@ -50,6 +50,7 @@ class Kernel:
         self.kernel_blocks = [{} for _ in range(nodes)]   # background unmovable blocks
         self.in_reclaim = False
         self.memory_pressure = 0.0
+        self.clock, self.work_seq, self.deferred = 0, 0, []   # kernel/workqueue.py
         self.module_load_offset = None
         self.wx_exempt = set()   # callers v5.11 leaves RW+X (BPF trampolines)
         self.layout = Layout(nodes, node_pages)

@@ -27,8 +27,8 @@ class gfp_t(int):
 
     __ror__ = __or__
 
-    def __and__(self, other):
-        return gfp_t(int(self) & int(other))
+    def __and__(self, other):   # a plain int: masks are tested, not printed
+        return int(self) & int(other)
 
     __rand__ = __and__
 
@@ -124,6 +124,8 @@ def parse_gfp(text):
     """``gfp_t`` from text like ``"GFP_KERNEL|__GFP_ZERO"`` or ``"0xcc0"``."""
     value = 0
     for part in str(text).replace(" ", "").split("|"):
+        if part == "0":
+            continue
         if part.lower().startswith("0x"):
             value |= int(part, 16)
         elif part in globals() and isinstance(globals()[part], gfp_t):

@@ -13,7 +13,11 @@ reviewers asked for, ``storage="struct_page"``).  Placement and counters are the
 same; only what can go wrong differs.
 """
 
+from ..arch.x86 import set_memory as _cpa
+from ..arch.x86.pgtable_types import _PAGE_PRESENT, _PAGE_RW
 from ..bug import WARN, KernelBUG
+from . import page_alloc as _pa
+from . import vmalloc as _vm
 from .gfp import GFP_GROUPED
 from .list_lru import (
     LRU_REMOVED,
@@ -91,8 +95,7 @@ def _item_to_page(k, item):
         page = item
         page.lru = None
     if k.grouped.unmapped:
-        from ..arch.x86.set_memory import set_direct_map_default_noflush
-        set_direct_map_default_noflush(k, page)
+        _cpa.set_direct_map_default_noflush(k, page)
     return page
 
 
@@ -117,8 +120,7 @@ def __free_grouped_page(k, page):
     g = k.grouped
     page.owner = "grouped"
     if g.unmapped:   # not the RFC: the "cache of unmapped pages" idea it would have to grow into
-        from ..arch.x86.set_memory import set_direct_map_invalid_noflush
-        set_direct_map_invalid_noflush(k, page)
+        _cpa.set_direct_map_invalid_noflush(k, page)
     if g.storage == "contents":
         addr = page_address(page)
         _write_through_direct_map(k, page, addr)
@@ -131,7 +133,6 @@ def __free_grouped_page(k, page):
 
 def _write_through_direct_map(k, page, addr):
     """A store to page_address(page): faults if the direct map does not map it writable."""
-    from ..arch.x86.pgtable_types import _PAGE_PRESENT, _PAGE_RW
     _, prot = k.dmap.lookup_address(page.pfn)
     if not prot & _PAGE_PRESENT:
         raise KernelBUG(f"BUG: unable to handle page fault for address: {addr:#x} "
@@ -148,15 +149,13 @@ def __replenish_grouped_pages(k, node):
 
     If no 2 MiB block can be had, one order-0 GFP_GROUPED page (not cached now).
     """
-    from .page_alloc import split_page
-    from .vmalloc import __vm_alloc_page_order
-    page = __vm_alloc_page_order(k, node, GFP_GROUPED, HUGETLB_PAGE_ORDER)
+    page = _vm.__vm_alloc_page_order(k, node, GFP_GROUPED, HUGETLB_PAGE_ORDER)
     if page is None:
         k.stat["grouped_fallback"] += 1
         k.trace("grouped_fallback", node=node)
-        return __vm_alloc_page_order(k, node, GFP_GROUPED, 0)
+        return _vm.__vm_alloc_page_order(k, node, GFP_GROUPED, 0)
     k.stat["grouped_replenish"] += 1
-    split_page(k, page, HUGETLB_PAGE_ORDER)
+    _pa.split_page(k, page, HUGETLB_PAGE_ORDER)
     k.grouped.blocks[page.pfn] = page.nid
     k.trace("grouped_replenish", node=node, pfn=page.pfn, nid=page.nid)
     for i in range(1, HPAGE_NR):
@@ -193,19 +192,17 @@ def grouped_isolate(item, lst, dispose):
 
 def __dispose_pages(k, dispose):
     """__dispose_pages(): free_page() each one: order-0 back to the buddy (via pcp)."""
-    from ..arch.x86.set_memory import set_direct_map_default_noflush
-    from .page_alloc import __free_pages, free_page
     for item in dispose:
         if k.grouped.unmapped:
             page = k.pages.virt_to_page(item) if k.grouped.storage == "contents" else item
-            set_direct_map_default_noflush(k, page)
+            _cpa.set_direct_map_default_noflush(k, page)
         if k.grouped.storage == "contents":
             k.pages.virt_to_page(item).contents = None
             k.pages.virt_to_page(item).owner = "kernel"
-            free_page(k, item)
+            _pa.free_page(k, item)
         else:
             item.lru, item.owner = None, "kernel"
-            __free_pages(k, item, 0)
+            _pa.__free_pages(k, item, 0)
 
 
 def grouped_shrink_scan(k, s, sc):

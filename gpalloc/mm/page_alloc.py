@@ -14,6 +14,7 @@ cannot satisfy returns NULL with a warning), kswapd runs to completion at once
 when woken, and the buddy_merge_likely() "free to tail" heuristic is left out.
 """
 
+from . import vmscan as _vmscan
 from .gfp import (
     MIGRATE_MOVABLE,
     MIGRATE_PCPTYPES,
@@ -22,10 +23,11 @@ from .gfp import (
     ZONE_DMA32,
     ZONE_NORMAL,
     gfp_migratetype,
+    gfp_t,
     gfp_zone,
     gfpflags_allow_blocking,
 )
-from .mmzone import get_pageblock_migratetype
+from .mmzone import get_pageblock_migratetype, per_cpu_pages
 from .page import MAX_ORDER, PageBuddy, PG_buddy, pageblock_order, virt_to_pfn
 
 ALLOC_WMARK_MIN, ALLOC_WMARK_LOW, ALLOC_WMARK_HIGH = 0, 1, 2
@@ -246,7 +248,6 @@ def get_pcp(k, zone, cpu=None):
 
 
 def _new_pcp(zone):
-    from .mmzone import per_cpu_pages
     return per_cpu_pages(zone.pcp_high, zone.pcp_batch)
 
 
@@ -469,12 +470,11 @@ def build_zonelist(k, nid, highest_zid, thisnode=False):
 
 def __alloc_pages_slowpath(k, gfp, order, zonelist, classzone_idx, mt):
     """__alloc_pages_slowpath(): kswapd, min watermark, direct reclaim, then give up."""
-    from .vmscan import try_to_free_pages, wakeup_kswapd
     alloc_flags = ALLOC_WMARK_MIN | (ALLOC_HIGH if gfp & 0x20 else 0)
     if gfp & 0x200 and not gfp & 0x400:
         alloc_flags |= ALLOC_HARDER
     if gfp & 0x800:
-        wakeup_kswapd(k, order, zonelist)
+        _vmscan.wakeup_kswapd(k, order, zonelist)
     page = get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, mt)
     if page is None and gfp & 0x20000 and not gfp & 0x80000:
         # __gfp_pfmemalloc_flags(): __GFP_MEMALLOC may dip into the reserves
@@ -488,7 +488,7 @@ def __alloc_pages_slowpath(k, gfp, order, zonelist, classzone_idx, mt):
         k.stat["allocstall"] += 1
         k.in_reclaim = True
         try:
-            progress = try_to_free_pages(k, gfp, order, zonelist[0].nid)
+            progress = _vmscan.try_to_free_pages(k, gfp, order, zonelist[0].nid)
         finally:
             k.in_reclaim = False
         page = get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, mt)
@@ -503,8 +503,8 @@ def __alloc_pages_slowpath(k, gfp, order, zonelist, classzone_idx, mt):
 
 def __alloc_pages_nodemask(k, gfp, order, preferred_nid):
     """__alloc_pages_nodemask(): fast path at the low watermark, then the slow path."""
-    from .gfp import gfp_t
-    gfp = gfp_t(gfp)
+    if type(gfp) is not gfp_t:
+        gfp = gfp_t(gfp)
     if not 0 <= order < MAX_ORDER:
         raise ValueError(f"order: must be 0..{MAX_ORDER - 1}, got {order}")
     highest = gfp_zone(gfp)

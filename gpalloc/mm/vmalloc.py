@@ -13,7 +13,12 @@ Per-CPU vmap blocks (vm_map_ram) and KASAN shadows are not modelled.
 
 from bisect import bisect_right, insort
 
+from ..arch.x86 import set_memory as _cpa
+from ..arch.x86.pgtable_types import PAGE_KERNEL
+from ..arch.x86.tlb import flush_tlb_kernel_range
 from ..bug import WARN
+from . import grouped_pages as _gp
+from . import page_alloc as _pa
 from .gfp import (
     __GFP_DMA,
     __GFP_DMA32,
@@ -175,7 +180,6 @@ def __get_vm_area_node(k, size, align, flags, start, end, node, gfp, caller):
 
 def __purge_vmap_area_lazy(k, start, end):
     """__purge_vmap_area_lazy(): one flush over [start, end) ∪ every lazy area, then release."""
-    from ..arch.x86.tlb import flush_tlb_kernel_range
     vm = k.vmap
     if not vm.purge_list:
         return False
@@ -197,7 +201,6 @@ def purge_vmap_area_lazy(k):
 
 def _vm_unmap_aliases(k, start, end, flush):
     """_vm_unmap_aliases(): purge lazy areas; if none but a flush is wanted, flush [start, end)."""
-    from ..arch.x86.tlb import flush_tlb_kernel_range
     k.stat["vm_unmap_aliases"] += 1
     if not __purge_vmap_area_lazy(k, start, end) and flush:
         flush_tlb_kernel_range(k, start, end, "unmap_aliases")
@@ -222,10 +225,9 @@ def free_vmap_area_noflush(k, va):
 
 def __vm_alloc_page_order(k, node, gfp, order):
     """__vm_alloc_page_order() (RFC 2/3): alloc_pages for NUMA_NO_NODE, else alloc_pages_node."""
-    from .page_alloc import alloc_pages, alloc_pages_node
     if node == NUMA_NO_NODE:
-        return alloc_pages(k, gfp, order)
-    return alloc_pages_node(k, node, gfp, order)
+        return _pa.alloc_pages(k, gfp, order)
+    return _pa.alloc_pages_node(k, node, gfp, order)
 
 
 def vm_alloc_page(k, node, vm_flags, gfp):
@@ -233,21 +235,18 @@ def vm_alloc_page(k, node, vm_flags, gfp):
 
     With patch 2 not applied this is exactly v5.11's per-page allocation.
     """
-    from .grouped_pages import __get_grouped_page, vmalloc_grouped_page_enabled
-    if vmalloc_grouped_page_enabled(k, vm_flags):
-        return __get_grouped_page(k, node, gfp)
+    if _gp.vmalloc_grouped_page_enabled(k, vm_flags):
+        return _gp.__get_grouped_page(k, node, gfp)
     return __vm_alloc_page_order(k, node, gfp, 0)
 
 
 def vm_free_page(k, page, vm_flags):
     """vm_free_page() (RFC 2/3): back to the grouped cache, else __free_pages(page, 0)."""
-    from .grouped_pages import __free_grouped_page, vmalloc_grouped_page_enabled
-    from .page_alloc import __free_pages
-    if vmalloc_grouped_page_enabled(k, vm_flags):
-        __free_grouped_page(k, page)
+    if _gp.vmalloc_grouped_page_enabled(k, vm_flags):
+        _gp.__free_grouped_page(k, page)
     else:
         page.owner = "kernel"
-        __free_pages(k, page, 0)
+        _pa.__free_pages(k, page, 0)
 
 
 # ---------------------------------------------------------------- allocation
@@ -292,14 +291,13 @@ def __vmalloc_node_range(k, size, align, start, end, gfp, prot, vm_flags, node, 
 
     Returns the start address, or None (NULL) on failure.
     """
-    from .page_alloc import totalram_pages
     _validate_vmalloc_args(k, size, align, start, end, vm_flags, node)
     gfp = gfp_t(gfp)
     real_size = size
     size = _align_up(size, PAGE_SIZE)
     flags = VM_ALLOC | VM_UNINITIALIZED | vm_flags
     area = None
-    if size and size >> PAGE_SHIFT <= totalram_pages(k):
+    if size and size >> PAGE_SHIFT <= _pa.totalram_pages(k):
         area = __get_vm_area_node(k, size, align, flags, start, end, node, gfp, caller)
     addr = __vmalloc_area_node(k, area, gfp, prot, node, flags) if area else None
     if addr is None:
@@ -327,7 +325,6 @@ def _validate_vmalloc_args(k, size, align, start, end, vm_flags, node):
 
 def __vmalloc_node(k, size, align, gfp, node, caller):
     """__vmalloc_node(): the whole vmalloc range, PAGE_KERNEL, no extra flags."""
-    from ..arch.x86.pgtable_types import PAGE_KERNEL
     addr = __vmalloc_node_range(k, size, align, VMALLOC_START, VMALLOC_END, gfp, PAGE_KERNEL,
                                 0, node, caller)
     return find_vm_area(k, addr) if addr is not None else None
@@ -336,12 +333,7 @@ def __vmalloc_node(k, size, align, gfp, node, caller):
 def vmalloc(k, size, caller="vmalloc"):
     """vmalloc(size): GFP_KERNEL, any node."""
     return __vmalloc_node_range(k, size, 1, VMALLOC_START, VMALLOC_END, GFP_KERNEL,
-                                _page_kernel(), 0, NUMA_NO_NODE, caller)
-
-
-def _page_kernel():
-    from ..arch.x86.pgtable_types import PAGE_KERNEL
-    return PAGE_KERNEL
+                                PAGE_KERNEL, 0, NUMA_NO_NODE, caller)
 
 
 def set_vm_flush_reset_perms(k, addr):
@@ -362,7 +354,6 @@ def set_area_direct_map(k, area, set_direct_map):
 
 def vm_remove_mappings(k, area, deallocate_pages):
     """vm_remove_mappings(): unmap, lazily free the range, and reset the direct map if asked."""
-    from ..arch.x86.set_memory import set_direct_map_default_noflush, set_direct_map_invalid_noflush
     va = find_vmap_area(k, area.addr)
     area.prot = [0] * area.nr_pages        # vunmap_range_noflush(): PTEs cleared
     free_vmap_area_noflush(k, va)
@@ -375,9 +366,9 @@ def vm_remove_mappings(k, area, deallocate_pages):
         return
     addrs = [page_address(p) for p in area.pages]
     start, end = min(addrs), max(addrs) + PAGE_SIZE
-    set_area_direct_map(k, area, set_direct_map_invalid_noflush)
+    set_area_direct_map(k, area, _cpa.set_direct_map_invalid_noflush)
     _vm_unmap_aliases(k, start, end, True)
-    set_area_direct_map(k, area, set_direct_map_default_noflush)
+    set_area_direct_map(k, area, _cpa.set_direct_map_default_noflush)
     k.stat["reset_perms_frees"] += 1
 
 
@@ -413,6 +404,11 @@ def vfree(k, addr):
 def vmalloc_nr_pages(k):
     """vmalloc_nr_pages(): pages held by vmalloc areas (/proc/meminfo VmallocUsed)."""
     return k.vmap.nr_vmalloc_pages
+
+
+def lazy_areas(k):
+    """vmap_areas on the purge list (freed, range not yet reusable)."""
+    return list(k.vmap.purge_list)
 
 
 def busy_areas(k):

@@ -10,6 +10,7 @@ and call ``shrink_slab`` on every pass, as ``shrink_node`` does.
 
 from dataclasses import dataclass
 
+from . import page_alloc as _pa
 from .gfp import GFP_KERNEL, gfp_t
 
 SHRINK_STOP = (1 << 64) - 1
@@ -155,10 +156,9 @@ def drop_caches(k, mode):
 # ---------------------------------------------------------------- page reclaim
 
 def _reclaim_one_extent(k, nid):
-    from .page_alloc import __free_pages
     pfn, order = k.lru[nid].popitem(last=False)
     page = k.pages.pfn_to_page(pfn)
-    __free_pages(k, page, order)
+    _pa.__free_pages(k, page, order)
     k.stat["pgsteal"] += 1 << order
     return 1 << order
 
@@ -203,10 +203,9 @@ def try_to_free_pages(k, gfp_mask, order, nid):
 
 def pgdat_balanced(k, nid, order, highest_zoneidx):
     """pgdat_balanced(): any eligible zone above its high watermark for this order."""
-    from .page_alloc import zone_watermark_ok
     for z in k.node_zones[nid]:
         if z.zid <= highest_zoneidx and z.managed_pages:
-            if zone_watermark_ok(z, order, z.high_wmark_pages(), highest_zoneidx, 0):
+            if _pa.zone_watermark_ok(z, order, z.high_wmark_pages(), highest_zoneidx, 0):
                 return True
     return False
 

@@ -11,6 +11,7 @@ high-map alias are left out — vmalloc and module pages are never kernel text.
 """
 
 from ...bug import WARN
+from ...mm import page_alloc as _pa
 from ...mm import vmalloc as _vmalloc
 from ...mm.gfp import GFP_KERNEL
 from ...mm.page import PAGE_OFFSET, PAGE_SHIFT, PAGES_PER_1G, PAGES_PER_2M, virt_to_pfn
@@ -85,8 +86,7 @@ def _clear_protnone(prot):
 
 def split_large_page(k, level, idx, old):
     """split_large_page(): one page-table page, entries copied, count moved, global flush."""
-    from ...mm.page_alloc import alloc_pages
-    base = alloc_pages(k, GFP_KERNEL, 0)
+    base = _pa.alloc_pages(k, GFP_KERNEL, 0)
     if base is None:
         return -ENOMEM
     base.owner = "pagetable"
@@ -193,7 +193,8 @@ def change_page_attr_set_clr(k, addr, numpages, set_, clr, force_split=False,
             handled = 1
             if checkalias:   # cpa_process_alias(): the same change on the direct-map alias
                 force_flush_all = True
-                err, _ = __change_page_attr_dmap(k, area.pages[i].pfn, 1, set_, clr)
+                err, _ = __change_page_attr_dmap(k, area.pages[i].pfn, 1, set_, clr,
+                                                 force_split)
                 if err < 0:
                     return err
         flushtlb |= changed

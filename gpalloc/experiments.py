@@ -1,0 +1,89 @@
+"""Experiments: play one seeded workload on several kernels and compare the direct map.
+
+``run_experiment`` builds the event list once, then for each kernel boots a
+Machine with the same seed and calibration, applies the background pressure,
+plays the phases, and records the DirectMap counters and flush/split counts.
+"""
+
+import random
+import time
+
+from .machine import Machine
+from .workloads import scenario
+
+KERNELS = {"baseline": (), "grouped": (1, 2, 3)}
+SCENARIOS = ("fedora-bpf", "modules", "bpf-load", "bpf-churn")
+RUN_KEYS = ("DirectMap4k", "DirectMap2M", "DirectMap1G", "splits_2m", "splits_1g",
+            "flush_tlb_all", "flush_tlb_range", "page_table_pages", "grouped_cache_pages",
+            "grouped_replenish", "grouped_fallback", "MemFree", "VmallocUsed")
+
+
+def build_events(name, seed, lsmod=None, programs=512, pages=1, loads=1000, test_tag_stride=1):
+    """The phases (name → event list) of a scenario; deterministic for a seed."""
+    rng = random.Random(seed)
+    if name == "fedora-bpf":
+        return scenario.fedora_bpf_events(rng, lsmod or scenario.DEFAULT_LSMOD,
+                                          test_tag_stride=test_tag_stride)
+    if name == "modules":
+        if lsmod is None:
+            raise ValueError("modules: --lsmod FILE is required")
+        return scenario.modules_events(rng, lsmod)
+    if name == "bpf-load":
+        return scenario.bpf_load_events(programs, pages)
+    if name == "bpf-churn":
+        return scenario.bpf_churn_events(loads, pages)
+    raise ValueError(f"scenario: unknown {name!r}; choose from {', '.join(SCENARIOS)}")
+
+
+def _snapshot(m):
+    mi, st = m.meminfo(), m.stats()
+    out = {key: mi.get(key, st.get(key, 0)) for key in RUN_KEYS}
+    return out
+
+
+def run_kernel(patches, phases, cal, seed, progress=None):
+    """Boot one kernel, apply pressure, play every phase; return its numbers."""
+    t0 = time.perf_counter()
+    m = Machine(seed=seed, patches=patches, **cal.machine_kwargs())
+    m.set_memory_pressure(cal.pressure)
+    timeline = [("boot+pressure", m.meminfo()["DirectMap4k"])]
+    for phase, events in phases.items():
+        m.play(events, cal.churn_per_event, progress)
+        timeline.append((phase, m.meminfo()["DirectMap4k"]))
+    m.check()
+    result = _snapshot(m)
+    result["timeline"] = timeline
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    result["warnings"] = len(m.warnings)
+    return result
+
+
+def run_experiment(name, seed=0, cal=None, kernels=KERNELS, progress_factory=None, **kw):
+    """Run a scenario on each kernel; returns the JSON-ready dict the CLI prints."""
+    cal = cal or scenario.Calibration()
+    phases = build_events(name, seed, **kw)
+    n_events = sum(len(v) for v in phases.values())
+    probe = Machine(seed=seed, **cal.machine_kwargs())
+    boot = {key: value for key, value in probe.meminfo().items() if key.startswith("DirectMap")}
+    out = {"scenario": name, "seed": seed,
+           "machine": {**cal.machine_kwargs(), "pressure": cal.pressure,
+                       "churn_per_event": cal.churn_per_event, **boot},
+           "workload": {"phases": {k: len(v) for k, v in phases.items()}, "events": n_events,
+                        **{k: str(v) for k, v in kw.items() if v is not None}},
+           "runs": {}}
+    for kname, patches in kernels.items():
+        progress = progress_factory(kname, n_events) if progress_factory else None
+        try:
+            out["runs"][kname] = run_kernel(patches, phases, cal, seed,
+                                            progress.update if progress else None)
+        finally:
+            if progress:
+                progress.close()
+    runs = out["runs"]
+    if "baseline" in runs and "grouped" in runs:
+        b, g = runs["baseline"]["DirectMap4k"], runs["grouped"]["DirectMap4k"]
+        out["reduction_pct"] = round(100 * (1 - g / b), 2) if b else 0.0
+        b0 = boot["DirectMap4k"]
+        grow_b, grow_g = b - b0, g - b0
+        out["reduction_of_growth_pct"] = round(100 * (1 - grow_g / grow_b), 2) if grow_b else 0.0
+    return out

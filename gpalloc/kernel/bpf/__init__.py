@@ -1,0 +1,1 @@
+"""Models of kernel/bpf/: JIT and interpreter images, trampolines."""

@@ -1,0 +1,183 @@
+"""The experiments' workloads and every calibration parameter, in one documented place.
+
+Nothing here is a result: each number is an input with its source.  The
+baseline and grouped runs play the *same* event list on machines with the same
+seed; only ``patches`` differs.
+
+Machine for ``fedora-bpf`` (a 2021 Fedora VM, as plausible as we can make it):
+
+* 1 NUMA node, 8 GiB, 4 vCPUs, 1G direct-map pages on: a typical developer VM
+  (the RHCOS capture in data/lsmod is an 8 GB, 2 vCPU VM; QEMU's host-model CPU
+  passes pdpe1gb, so gbpages are used).
+* ``boot_4k`` = 30 MiB: DirectMap4k of a booted VM *before* modules split
+  anything — 30,720 kB on the 6.18 Firecracker VM booted with ``nomodule``
+  (data/real fcvm-6.18-meminfo.txt).  Larger captures (65–140 MB) already
+  include module and BPF splits, which the model adds itself.
+* background ``pressure`` 0.3: page cache and user memory of a booted desktop VM
+  running a test suite (about a third of RAM used, free memory scattered);
+  ``churn_per_event`` 1: one background extent freed and one allocated for every
+  kernel event (systemd, journald, the test runner's own reads and writes).
+
+Modules: ``data/lsmod/rhcos418-hyperv-modules.txt`` (RHEL 8 / RHCOS, a Fedora 28
+fork — no Fedora lsmod with sizes and provenance could be found; data/lsmod/README.md).
+/proc/modules lists the newest module first, so modules load in reverse listing
+order.  Section sizes per module: gpalloc.workloads.lsmod.module_layout().
+
+Boot-time BPF: 96 JIT images kept loaded (95 of one page, 1 of three pages) —
+systemd's cgroup programs in the same RHCOS capture's /proc/vmallocinfo.
+
+BPF selftests: data/bpf_selftests_v5_11.json (counts from a v5.11 tree, JIT sizes
+measured; estimates marked there).  test_verifier and test_tag programs are
+closed right after loading; test_progs programs live until their test ends.
+"""
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .events import KEEP, BpfLoad, ModuleLoad, Trampoline
+from .lsmod import module_layout, parse_bpf_profile, parse_modules
+
+DATA = Path(__file__).resolve().parents[2] / "data"
+DEFAULT_LSMOD = DATA / "lsmod" / "rhcos418-hyperv-modules.txt"
+DEFAULT_PROFILE = DATA / "bpf_selftests_v5_11.json"
+JIT_HEADER_AND_HOLE = 8 + 128     # sizeof(struct bpf_binary_header) + the random hole
+BOOT_BPF_ONE_PAGE, BOOT_BPF_THREE_PAGE = 95, 1
+TEST_PROGS_TESTS = 146            # top-level test_progs tests in v5.11 (bpf-selftests-v5.11.md)
+
+
+@dataclass
+class Calibration:
+    """Machine and background parameters of an experiment (see the module docstring)."""
+
+    nodes: int = 1
+    node_mem: str = "8G"
+    cpus_per_node: int = 4
+    gbpages: bool = True
+    boot_4k: str = "30M"
+    pressure: float = 0.3
+    churn_per_event: int = 1
+    extra: dict = field(default_factory=dict)
+
+    def machine_kwargs(self):
+        """The Machine(...) arguments."""
+        return dict(nodes=self.nodes, node_mem=self.node_mem, cpus_per_node=self.cpus_per_node,
+                    gbpages=self.gbpages, boot_4k=self.boot_4k)
+
+
+def jited_bytes_for_pages(pages):
+    """A JIT length that needs exactly ``pages`` pages under the v5.11 rule."""
+    return max(1, pages * 4096 - JIT_HEADER_AND_HOLE - 64)
+
+
+def module_events(modules):
+    """insmod of every module, oldest first (listings are newest first)."""
+    out = []
+    for mod in reversed(modules):
+        layout = module_layout(mod)
+        out.append(ModuleLoad(mod.name, tuple(layout[:4]), tuple(layout[4:])))
+    return out
+
+
+def boot_bpf_events():
+    """systemd's boot-time BPF programs (RHCOS 4.18 vmallocinfo: 95 × 1 page, 1 × 3 pages)."""
+    return ([BpfLoad(64, jited_bytes_for_pages(1)) for _ in range(BOOT_BPF_ONE_PAGE)]
+            + [BpfLoad(1500, jited_bytes_for_pages(3)) for _ in range(BOOT_BPF_THREE_PAGE)])
+
+
+def interleave(rng, a, b):
+    """Merge two event lists keeping each one's order, at random positions."""
+    out, i, j = [], 0, 0
+    while i < len(a) or j < len(b):
+        if j >= len(b) or (i < len(a) and rng.random() < (len(a) - i) / (len(a) - i + len(b) - j)):
+            out.append(a[i])
+            i += 1
+        else:
+            out.append(b[j])
+            j += 1
+    return out
+
+
+def test_verifier_events(profile, rng):
+    """test_verifier: one-page accepted programs, the fill_helper programs, the scale tests."""
+    tv = profile["test_verifier"]
+    bpi = profile["jit_bytes_per_insn"]["imm"]
+    events = []
+    for _ in range(tv["one_page_images"]["value"]):
+        insns = rng.randint(4, 120)
+        events.append(BpfLoad(insns, math.ceil(bpi * insns) + 20, lifetime=0))
+    for prog in tv["fill_helper_programs"]["programs"]:
+        main_pages = prog["pages"] - (prog["images"] - 1)
+        events.append(BpfLoad(prog["insns"], jited_bytes_for_pages(main_pages), lifetime=0))
+        events.extend(BpfLoad(2, 30, lifetime=0) for _ in range(prog["images"] - 1))
+    rng.shuffle(events)
+    return events
+
+
+def test_progs_events(profile, rng):
+    """test_progs: programs (and trampolines) live until the end of their test."""
+    tp = profile["test_progs"]
+    bpi = profile["jit_bytes_per_insn"]["imm"]
+    tests = [[] for _ in range(TEST_PROGS_TESTS)]
+    for _ in range(tp["jit_images"]["value"]):
+        insns = rng.randint(8, 400)
+        tests[rng.randrange(TEST_PROGS_TESTS)].append(("prog", insns, math.ceil(bpi * insns) + 40))
+    for _ in range(tp["trampolines"]["value"]):
+        tests[rng.randrange(TEST_PROGS_TESTS)].append(("tramp", 0, 0))
+    pages = tp["bpf_verif_scale_pages_each"]["value"]
+    for _ in range(tp["bpf_verif_scale_objects"]["value"]):
+        tests[rng.randrange(TEST_PROGS_TESTS)].append(("prog", 3000, jited_bytes_for_pages(pages)))
+    events = []
+    for items in tests:
+        n = len(items)
+        for i, (kind, insns, nbytes) in enumerate(items):
+            life = n - i   # freed when the test's skeleton is destroyed
+            events.append(BpfLoad(insns, nbytes, lifetime=life) if kind == "prog"
+                          else Trampoline(lifetime=life))
+    return events
+
+
+def test_tag_events(profile, stride=1):
+    """test_tag: 5 rounds of imm programs (2..4096 insns) and map programs (3..4096), closed
+    straight away.  ``stride`` > 1 plays every stride-th load only (for quick looks)."""
+    tt = profile["test_tag"]
+    bpi = profile["jit_bytes_per_insn"]
+    events = []
+    for _ in range(tt["rounds"]):
+        for kind in ("imm", "map"):
+            spec = tt[f"{kind}_programs_per_round"]
+            for insns in range(spec["first_insns"], spec["last_insns"] + 1):
+                events.append(BpfLoad(insns, math.ceil(bpi[kind] * insns) + 12, lifetime=0))
+    return events[::stride]
+
+
+def fedora_bpf_events(rng, lsmod=DEFAULT_LSMOD, profile=DEFAULT_PROFILE, test_tag_stride=1):
+    """Boot (modules + systemd BPF), then test_verifier, test_progs, test_tag."""
+    modules = parse_modules(lsmod)
+    prof = parse_bpf_profile(profile)
+    boot = interleave(rng, module_events(modules), boot_bpf_events())
+    return {"boot": boot,
+            "test_verifier": test_verifier_events(prof, rng),
+            "test_progs": test_progs_events(prof, rng),
+            "test_tag": test_tag_events(prof, test_tag_stride)}
+
+
+def modules_events(rng, lsmod):
+    """Boot with a user's module list only."""
+    return {"boot": module_events(parse_modules(lsmod))}
+
+
+def bpf_load_events(programs, pages):
+    """N programs of P JIT pages each, kept loaded (N instances of a BPF tool)."""
+    return {"bpf_load": [BpfLoad(64 * pages, jited_bytes_for_pages(pages))
+                         for _ in range(programs)]}
+
+
+def bpf_churn_events(loads, pages=1):
+    """Load-and-close churn like test_tag, of P-page programs."""
+    return {"bpf_churn": [BpfLoad(64 * pages, jited_bytes_for_pages(pages), lifetime=0)
+                          for _ in range(loads)]}
+
+
+__all__ = ["KEEP", "Calibration", "fedora_bpf_events", "modules_events", "bpf_load_events",
+           "bpf_churn_events"]
