@@ -48,7 +48,9 @@ def run_kernel(patches, phases, cal, seed, progress=None):
     m.set_memory_pressure(cal.pressure)
     timeline = [("boot+pressure", m.meminfo()["DirectMap4k"])]
     for phase, events in phases.items():
-        m.play(events, cal.churn_per_event, progress)
+        m.play(events, cal.churn_per_event, progress,
+               kernel_churn_per_event=cal.kernel_churn_per_event,
+               migrate_every=cal.migrate_every)
         timeline.append((phase, m.meminfo()["DirectMap4k"]))
     m.check()
     result = _snapshot(m)
@@ -67,7 +69,9 @@ def run_experiment(name, seed=0, cal=None, kernels=KERNELS, progress_factory=Non
     boot = {key: value for key, value in probe.meminfo().items() if key.startswith("DirectMap")}
     out = {"scenario": name, "seed": seed,
            "machine": {**cal.machine_kwargs(), "pressure": cal.pressure,
-                       "churn_per_event": cal.churn_per_event, **boot},
+                       "churn_per_event": cal.churn_per_event,
+                       "kernel_churn_per_event": cal.kernel_churn_per_event,
+                       "migrate_every": cal.migrate_every, **boot},
            "workload": {"phases": {k: len(v) for k, v in phases.items()}, "events": n_events,
                         **{k: str(v) for k, v in kw.items() if v is not None}},
            "runs": {}}

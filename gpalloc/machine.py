@@ -17,6 +17,7 @@ from .mm import vmscan as _vmscan
 from .mm.gfp import GFP_KERNEL, gfp_t
 from .mm.grouped_pages import STORAGE_VARIANTS, grouped_cache_pages
 from .mm.page import MAX_ORDER, PAGE_SIZE
+from . import views as _views
 from .proc import meminfo as _meminfo
 from .proc import proc_buddyinfo as _buddyinfo
 from .proc import proc_meminfo as _proc_meminfo
@@ -207,9 +208,11 @@ class Machine:
         """Background churn: free a random page-cache extent and allocate a new one, per step."""
         _bg.age(self.k, steps)
 
-    def play(self, events, churn_per_event=0, progress=None):
+    def play(self, events, churn_per_event=0, progress=None, kernel_churn_per_event=0,
+             migrate_every=0):
         """Run a list of workload events (gpalloc.workloads.events) on this machine."""
-        _events.play(self.k, events, churn_per_event, progress)
+        _events.play(self.k, events, churn_per_event, progress,
+                     kernel_churn_per_event=kernel_churn_per_event, migrate_every=migrate_every)
 
     def order9_free_blocks(self, node=None):
         """Free blocks that can serve an order-9 (2 MiB) request, on one node or all."""
@@ -255,6 +258,26 @@ class Machine:
         out["nr_deferred"] = list(g.shrinker.nr_deferred or []) if g and g.shrinker \
             and g.shrinker.nr_deferred else [0] * k.nr_nodes
         return out
+
+    def direct_map_regions(self):
+        """One code per 2 MiB region of RAM, in physical order (for the direct-map picture).
+
+        0 = inside a 1G mapping, 1 = a 2M mapping, 2 = mapped with 4K pages since boot,
+        3 = split to 4K since boot.  Returns a numpy uint8 array.
+        """
+        return _views.direct_map_regions(self.k)
+
+    def grouped_block_regions(self):
+        """2 MiB region indexes of the blocks the grouped cache replenished from."""
+        return sorted(b >> 9 for b in self.k.grouped.blocks) if self.k.grouped else []
+
+    def buddyinfo(self):
+        """/proc/buddyinfo as data: {(node, zone name): [free blocks of order 0..10]}."""
+        return {(z.nid, z.name): list(z.nr_free) for z in self.k.zones}
+
+    def events(self, last=50):
+        """The most recent tracepoint events (name, fields), oldest first."""
+        return list(self.k.events)[-last:]
 
     @property
     def warnings(self):

@@ -28,7 +28,7 @@ def meminfo(k):
     out = {
         "MemTotal": totalram_pages(k) * kb,
         "MemFree": nr_free_pages(k) * kb,
-        "Cached": sum(k.lru_size) * kb,
+        "Cached": sum(lru.nr_pages for lru in k.lru) * kb,
         "VmallocTotal": (VMALLOC_END - VMALLOC_START + 1) >> 10,
         "VmallocUsed": vmalloc_nr_pages(k) * kb,
         "VmallocChunk": 0,

@@ -5,12 +5,13 @@ argument ``k`` — the model's stand-in for the kernel's globals.
 """
 
 import random
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 
 from .arch.x86.set_memory import kernel_physical_mapping_init
 from .mm.grouped_pages import grouped_cache, grouped_page_init
 from .mm.mmzone import (
     Layout,
+    lruvec,
     setup_per_zone_lowmem_reserve,
     setup_per_zone_wmarks,
     zone,
@@ -45,9 +46,8 @@ class Kernel:
         self.warned_once = set()
         self.events = deque(maxlen=TRACE_LEN)
         self.shrinker_list = []
-        self.lru = [OrderedDict() for _ in range(nodes)]   # background page cache extents
-        self.lru_size = [0] * nodes
-        self.kernel_blocks = [{} for _ in range(nodes)]   # background unmovable blocks
+        self.lru = [lruvec() for _ in range(nodes)]   # background page-cache extents
+        self.kernel_blocks = [lruvec() for _ in range(nodes)]   # background unmovable blocks
         self.in_reclaim = False
         self.memory_pressure = 0.0
         self.clock, self.work_seq, self.deferred = 0, 0, []   # kernel/workqueue.py
@@ -65,8 +65,10 @@ class Kernel:
             self.node_zones[nid].append(z)
             self.zones.append(z)
         self._zone_by = {(z.nid, z.zid): z for z in self.zones}
+        self.zonelists = {}   # (nid, highest zone, __GFP_THISNODE) → zonelist
         self.min_free_kbytes = setup_per_zone_wmarks(self.zones)
         setup_per_zone_lowmem_reserve(self.node_zones)
+        self.boot_4k_regions = frozenset(boot_4k_regions)
         self.dmap = kernel_physical_mapping_init(self, boot_4k_regions, gbpages)
         self.boot_directmap = self.dmap.kb()
         self.vmap = vmap_state(self.nr_cpus)

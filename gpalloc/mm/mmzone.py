@@ -9,6 +9,7 @@ at the top of the node, as memblock allocates top-down).
 """
 
 from bisect import bisect_right
+from collections import OrderedDict
 from math import isqrt
 
 from .gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, ZONE_DMA, ZONE_DMA32, ZONE_NAMES, ZONE_NORMAL
@@ -173,3 +174,55 @@ def setup_per_zone_lowmem_reserve(nodes_zones):
 def get_pageblock_migratetype(zone, pfn):
     """get_pageblock_migratetype(): every pageblock starts Movable at boot."""
     return zone.pageblock_mt.get(pfn >> 9, MIGRATE_MOVABLE)
+
+
+class lruvec:
+    """struct lruvec, reduced to what the model reclaims: page-cache extents, oldest first.
+
+    ``pfn → order`` in LRU order, plus an index for picking a random extent in O(1)
+    (background churn frees random ones; reclaim takes the oldest).
+    """
+
+    def __init__(self):
+        self._lru = OrderedDict()
+        self._keys, self._pos = [], {}
+        self.nr_pages = 0
+
+    def __len__(self):
+        return len(self._lru)
+
+    def __contains__(self, pfn):
+        return pfn in self._lru
+
+    def __iter__(self):
+        return iter(self._lru)
+
+    def add(self, pfn, order):
+        """Add an extent as the newest (tail)."""
+        self._lru[pfn] = order
+        self._pos[pfn] = len(self._keys)
+        self._keys.append(pfn)
+        self.nr_pages += 1 << order
+
+    def remove(self, pfn):
+        """Take an extent off the LRU; returns its order."""
+        order = self._lru.pop(pfn)
+        i = self._pos.pop(pfn)
+        last = self._keys.pop()
+        if last != pfn:
+            self._keys[i] = last
+            self._pos[last] = i
+        self.nr_pages -= 1 << order
+        return order
+
+    def oldest(self):
+        """The extent reclaim takes next."""
+        return next(iter(self._lru))
+
+    def random(self, rng):
+        """A random extent (for churn)."""
+        return self._keys[rng.randrange(len(self._keys))]
+
+    def make_newest(self, pfn):
+        """Move an extent to the tail (it was just used)."""
+        self._lru.move_to_end(pfn)

@@ -508,7 +508,10 @@ def __alloc_pages_nodemask(k, gfp, order, preferred_nid):
     if not 0 <= order < MAX_ORDER:
         raise ValueError(f"order: must be 0..{MAX_ORDER - 1}, got {order}")
     highest = gfp_zone(gfp)
-    zonelist = build_zonelist(k, preferred_nid, highest, thisnode=bool(gfp & 0x200000))
+    key = (preferred_nid, highest, bool(gfp & 0x200000))
+    zonelist = k.zonelists.get(key)
+    if zonelist is None:
+        zonelist = k.zonelists[key] = build_zonelist(k, preferred_nid, highest, key[2])
     mt = gfp_migratetype(gfp)
     alloc_flags = ALLOC_WMARK_LOW | alloc_flags_nofragment(k, zonelist[0], gfp)
     page = get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, highest, mt)

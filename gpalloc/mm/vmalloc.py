@@ -96,6 +96,8 @@ class vmap_state:
     def __init__(self, nr_cpus):
         self.starts = []            # sorted va_start of every reserved range (busy + lazy)
         self.vas = {}               # va_start → vmap_area
+        self.free_starts = [0]      # the free space "tree": sorted gap starts …
+        self.free_end = {0: 1 << 64}   # … and where each gap ends
         self.purge_list = []        # lazily freed vmap_areas
         self.vmap_lazy_nr = 0       # pages on the purge list
         self.nr_vmalloc_pages = 0   # VmallocUsed
@@ -112,15 +114,43 @@ def _align_up(x, a):
 
 
 def _find_fit(vm, size, align, vstart, vend):
-    addr = _align_up(vstart, align)
-    j = bisect_right(vm.starts, addr) - 1
-    if j >= 0 and vm.vas[vm.starts[j]].va_end > addr:
-        addr = _align_up(vm.vas[vm.starts[j]].va_end, align)
-    j += 1
-    while j < len(vm.starts) and addr + size > vm.starts[j]:
-        addr = max(addr, _align_up(vm.vas[vm.starts[j]].va_end, align))
-        j += 1
-    return addr if addr + size <= vend else None
+    """Lowest address in [vstart, vend) where a free gap holds size bytes at this alignment."""
+    starts, ends = vm.free_starts, vm.free_end
+    i = max(bisect_right(starts, vstart) - 1, 0)
+    while i < len(starts) and starts[i] < vend:
+        gap_start = starts[i]
+        addr = _align_up(max(gap_start, vstart), align)
+        if addr + size <= min(ends[gap_start], vend):
+            return addr
+        i += 1
+    return None
+
+
+def _take_gap(vm, addr, end):
+    """Carve [addr, end) out of the free gap that contains it."""
+    i = bisect_right(vm.free_starts, addr) - 1
+    gap_start = vm.free_starts[i]
+    gap_end = vm.free_end.pop(gap_start)
+    del vm.free_starts[i]
+    if gap_start < addr:
+        vm.free_end[gap_start] = addr
+        insort(vm.free_starts, gap_start)
+    if end < gap_end:
+        vm.free_end[end] = gap_end
+        insort(vm.free_starts, end)
+
+
+def _give_gap(vm, start, end):
+    """Return [start, end) to the free space, merging with its neighbours."""
+    i = bisect_right(vm.free_starts, start)
+    if i < len(vm.free_starts) and vm.free_starts[i] == end:   # merge with the next gap
+        end = vm.free_end.pop(end)
+        del vm.free_starts[i]
+    if i > 0 and vm.free_end[vm.free_starts[i - 1]] == start:  # and with the previous one
+        vm.free_end[vm.free_starts[i - 1]] = end
+        return
+    vm.free_end[start] = end
+    vm.free_starts.insert(i, start)
 
 
 def alloc_vmap_area(k, size, align, vstart, vend, gfp):
@@ -129,6 +159,7 @@ def alloc_vmap_area(k, size, align, vstart, vend, gfp):
     for purged in (False, True):
         addr = _find_fit(vm, size, align, vstart, vend)
         if addr is not None:
+            _take_gap(vm, addr, addr + size)
             va = vmap_area(addr, addr + size)
             vm.vas[addr] = va
             insort(vm.starts, addr)
@@ -144,6 +175,7 @@ def _release_va(k, va):
     vm = k.vmap
     del vm.vas[va.va_start]
     vm.starts.pop(bisect_right(vm.starts, va.va_start) - 1)
+    _give_gap(vm, va.va_start, va.va_end)
 
 
 def find_vmap_area(k, addr):

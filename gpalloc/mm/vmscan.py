@@ -4,7 +4,7 @@
 ``(freeable >> priority) * 4 / seeks``, the anti-windup clamp, the 2×freeable cap,
 batches of 128).  Reclaim of ordinary memory is abstracted to one reclaimable
 pool per node: the background "page cache" extents a workload allocated
-(``k.lru[nid]``, oldest first).  kswapd and direct reclaim walk priority 12 → 0
+(``k.lru[nid]``, a ``lruvec``, oldest first).  kswapd and direct reclaim walk priority 12 → 0
 and call ``shrink_slab`` on every pass, as ``shrink_node`` does.
 """
 
@@ -156,7 +156,9 @@ def drop_caches(k, mode):
 # ---------------------------------------------------------------- page reclaim
 
 def _reclaim_one_extent(k, nid):
-    pfn, order = k.lru[nid].popitem(last=False)
+    lru = k.lru[nid]
+    pfn = lru.oldest()
+    order = lru.remove(pfn)
     page = k.pages.pfn_to_page(pfn)
     _pa.__free_pages(k, page, order)
     k.stat["pgsteal"] += 1 << order
@@ -165,7 +167,7 @@ def _reclaim_one_extent(k, nid):
 
 def lru_pages(k, nid):
     """lruvec_lru_size() summed: reclaimable background pages on a node."""
-    return k.lru_size[nid]
+    return k.lru[nid].nr_pages
 
 
 def shrink_node(k, nid, gfp_mask, priority, nr_to_reclaim):
@@ -176,9 +178,7 @@ def shrink_node(k, nid, gfp_mask, priority, nr_to_reclaim):
         target = min(size, nr_to_reclaim)
     reclaimed = 0
     while reclaimed < target and k.lru[nid]:
-        n = _reclaim_one_extent(k, nid)
-        k.lru_size[nid] -= n
-        reclaimed += n
+        reclaimed += _reclaim_one_extent(k, nid)
     k.stat["pgscan"] += target
     shrink_slab(k, gfp_mask, nid, None, priority)
     return reclaimed

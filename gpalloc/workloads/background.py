@@ -19,8 +19,6 @@ for gigabytes.  Extents are reclaimable: kswapd and direct reclaim evict the
 oldest first.
 """
 
-from itertools import islice
-
 from ..mm.gfp import (
     __GFP_MEMALLOC,
     __GFP_NOWARN,
@@ -30,7 +28,7 @@ from ..mm.gfp import (
     GFP_KERNEL,
     gfp_t,
 )
-from ..mm.page_alloc import __free_pages, alloc_pages_node
+from ..mm.page_alloc import __free_pages, alloc_pages, alloc_pages_node
 
 GFP_BACKGROUND_FILL = gfp_t((GFP_HIGHUSER_MOVABLE & ~__GFP_RECLAIM) | __GFP_NOWARN
                             | __GFP_THISNODE)
@@ -58,15 +56,13 @@ def add_extent(k, nid, order, gfp=GFP_BACKGROUND_FILL):
     if page is None:
         return False
     page.owner = "pagecache"
-    k.lru[page.nid][page.pfn] = order
-    k.lru_size[page.nid] += 1 << order
+    k.lru[page.nid].add(page.pfn, order)
     return True
 
 
 def release_extent(k, nid, pfn):
     """Free one extent (the file was deleted / the process exited)."""
-    order = k.lru[nid].pop(pfn)
-    k.lru_size[nid] -= 1 << order
+    order = k.lru[nid].remove(pfn)
     __free_pages(k, k.pages.pfn_to_page(pfn), order)
 
 
@@ -85,13 +81,13 @@ def add_kernel_block(k, nid, order):
     if page is None:
         return False
     page.owner = "slab"
-    k.kernel_blocks[page.nid][page.pfn] = order
+    k.kernel_blocks[page.nid].add(page.pfn, order)
     return True
 
 
 def release_kernel_block(k, nid, pfn):
     """Free one unmovable kernel block."""
-    order = k.kernel_blocks[nid].pop(pfn)
+    order = k.kernel_blocks[nid].remove(pfn)
     __free_pages(k, k.pages.pfn_to_page(pfn), order)
 
 
@@ -149,7 +145,7 @@ def set_memory_pressure(k, level):
         lru = k.lru[nid]
         for kind, pfn in blocks:
             if not kind and pfn in lru:
-                lru.move_to_end(pfn)
+                lru.make_newest(pfn)
     k.trace("memory_pressure", level=level)
 
 
@@ -163,10 +159,29 @@ def age(k, steps):
         if not nodes:
             return
         nid = rng.choice(nodes)
-        lru = k.lru[nid]
-        pfn = next(islice(lru, rng.randrange(len(lru)), None))
+        pfn = k.lru[nid].random(rng)
         release_extent(k, nid, pfn)
         add_extent(k, nid, rng.choice(EXTENT_ORDERS))
+
+
+def kernel_churn(k, steps):
+    """Unmovable churn on the running CPU: free a random kernel block, allocate a new one.
+
+    Slab pages, page tables, socket buffers and BPF map memory come and go through
+    the same per-CPU Unmovable lists as vmalloc's pages, so they take pages that a
+    freed JIT image gave back and make the lists refill from elsewhere.
+    """
+    rng = k.rng
+    for _ in range(steps):
+        nodes = [n for n in range(k.nr_nodes) if k.kernel_blocks[n]]
+        if nodes:
+            nid = rng.choice(nodes)
+            release_kernel_block(k, nid, k.kernel_blocks[nid].random(rng))
+        order = rng.choice(KERNEL_ORDERS)
+        page = alloc_pages(k, GFP_KERNEL | __GFP_NOWARN, order)
+        if page is not None:
+            page.owner = "slab"
+            k.kernel_blocks[page.nid].add(page.pfn, order)
 
 
 def order9_free_blocks(k, nid=None):

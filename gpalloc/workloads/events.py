@@ -94,11 +94,15 @@ def run_event(k, ev):
         raise ValueError(f"event: unknown kind {ev!r}")
 
 
-def play(k, events, churn_per_event=0, progress=None, finish=True):
+def play(k, events, churn_per_event=0, progress=None, finish=True, kernel_churn_per_event=0,
+         migrate_every=0):
     """Run events in order: each is one tick of the clock plus background churn.
 
-    ``progress(n)`` is called every 256 events (a tqdm update, say).  With
-    ``finish`` every pending deferred free runs at the end (rcu_barrier).
+    ``churn_per_event``: page-cache extents replaced per event; ``kernel_churn_per_event``:
+    unmovable kernel blocks replaced per event; ``migrate_every``: the workload's task
+    moves to another CPU every so many events (0 = never).  ``progress(n)`` is called
+    every 256 events (a tqdm update, say).  With ``finish`` every pending deferred
+    free runs at the end (rcu_barrier).
     """
     done = 0
     for ev in events:
@@ -106,6 +110,10 @@ def play(k, events, churn_per_event=0, progress=None, finish=True):
         tick(k)
         if churn_per_event:
             background.age(k, churn_per_event)
+        if kernel_churn_per_event:
+            background.kernel_churn(k, kernel_churn_per_event)
+        if migrate_every and k.clock % migrate_every == 0 and k.nr_cpus > 1:
+            k.cpu = (k.cpu + 1 + k.rng.randrange(k.nr_cpus - 1)) % k.nr_cpus
         done += 1
         if progress is not None and done % 256 == 0:
             progress(256)

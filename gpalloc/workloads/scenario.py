@@ -17,6 +17,12 @@ Machine for ``fedora-bpf`` (a 2021 Fedora VM, as plausible as we can make it):
   running a test suite (about a third of RAM used, free memory scattered);
   ``churn_per_event`` 1: one background extent freed and one allocated for every
   kernel event (systemd, journald, the test runner's own reads and writes).
+* ``kernel_churn_per_event`` 1 (ESTIMATE): one unmovable kernel block (slab page,
+  page table, socket buffer, BPF map memory; orders 0–3) freed and one allocated
+  per kernel event, on the running CPU.
+* ``migrate_every`` 50 (ESTIMATE): the test runner is moved to another vCPU every
+  50 kernel events (≈ tens of ms at ≈ 1 ms per program load), so deferred frees
+  (RCU, workqueues) land on a CPU the allocations no longer run on.
 
 Modules: ``data/lsmod/rhcos418-hyperv-modules.txt`` (RHEL 8 / RHCOS, a Fedora 28
 fork — no Fedora lsmod with sizes and provenance could be found; data/lsmod/README.md).
@@ -57,6 +63,8 @@ class Calibration:
     boot_4k: str = "30M"
     pressure: float = 0.3
     churn_per_event: int = 1
+    kernel_churn_per_event: int = 1
+    migrate_every: int = 50
     extra: dict = field(default_factory=dict)
 
     def machine_kwargs(self):

@@ -1,0 +1,127 @@
+"""``python -m gpalloc`` / ``gpalloc``: run the experiments from a shell.
+
+OSTEP-style: every run prints its parameters first, so a pasted output names the
+run; the same seed gives the same numbers.  ``--json`` prints one JSON object
+instead of the table; a tqdm progress bar shows on a terminal unless ``--quiet``.
+"""
+
+import argparse
+import json
+import sys
+
+from .experiments import KERNELS, SCENARIOS, run_experiment
+from .workloads.scenario import Calibration
+
+TABLE_ROWS = (
+    ("DirectMap4k", "DirectMap4k (kB)"), ("DirectMap2M", "DirectMap2M (kB)"),
+    ("DirectMap1G", "DirectMap1G (kB)"), ("splits_2m", "2M splits"), ("splits_1g", "1G splits"),
+    ("flush_tlb_all", "global TLB flushes"), ("grouped_cache_pages", "grouped cache pages"),
+    ("grouped_fallback", "order-9 fallbacks"),
+)
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _level(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number 0.0–1.0, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0.0 and 1.0, got {value}")
+    return value
+
+
+def build_parser():
+    """The argparse parser (``gpalloc experiment SCENARIO [options]``)."""
+    p = argparse.ArgumentParser(prog="gpalloc", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("experiment", help="run a scenario on the baseline and grouped kernels")
+    e.add_argument("scenario", choices=SCENARIOS)
+    e.add_argument("--seed", type=int, default=0, help="seed for the machine and workload")
+    e.add_argument("--nodes", type=_positive_int, help="NUMA nodes (default: scenario's)")
+    e.add_argument("--node-mem", help="memory per node, e.g. 8G (default: scenario's)")
+    e.add_argument("--pressure", type=_level, help="background memory pressure 0.0–1.0")
+    e.add_argument("--lsmod", help="an lsmod or /proc/modules file to boot with")
+    e.add_argument("--programs", type=_positive_int, default=512, help="bpf-load: programs")
+    e.add_argument("--pages", type=_positive_int, default=1, help="bpf-load/churn: JIT pages")
+    e.add_argument("--loads", type=_positive_int, default=1000, help="bpf-churn: loads")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def calibration(args):
+    """The scenario's Calibration with the command line's overrides."""
+    cal = Calibration()
+    if args.scenario in ("bpf-load", "bpf-churn"):
+        cal.pressure = 0.3 if args.pressure is None else args.pressure
+    if args.nodes is not None:
+        cal.nodes = args.nodes
+    if args.node_mem is not None:
+        cal.node_mem = args.node_mem
+    if args.pressure is not None:
+        cal.pressure = args.pressure
+    return cal
+
+
+def scenario_args(args):
+    """The workload options that apply to the chosen scenario."""
+    wanted = {"fedora-bpf": ("lsmod",), "modules": ("lsmod",),
+              "bpf-load": ("programs", "pages"), "bpf-churn": ("loads", "pages")}
+    return {name: getattr(args, name) for name in wanted[args.scenario]}
+
+
+def _progress_factory(enabled):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    def make(name, total):
+        return tqdm(total=total, desc=name, unit="ev", leave=False, disable=None,
+                    file=sys.stderr)
+    return make
+
+
+def format_table(result):
+    """The text report: parameters first, then one column per kernel."""
+    m, w = result["machine"], result["workload"]
+    lines = [f"gpalloc experiment {result['scenario']}  seed={result['seed']}",
+             "  machine: " + " ".join(f"{k}={v}" for k, v in m.items()
+                                      if not k.startswith("DirectMap")),
+             "  boot: " + " ".join(f"{k}={v} kB" for k, v in m.items()
+                                   if k.startswith("DirectMap")),
+             "  workload: " + " ".join(f"{k}={v}" for k, v in w.items()), ""]
+    names = list(result["runs"])
+    lines.append(f"{'':<24}" + "".join(f"{n:>14}" for n in names))
+    for key, label in TABLE_ROWS:
+        lines.append(f"{label:<24}" + "".join(f"{result['runs'][n].get(key, 0):>14}"
+                                             for n in names))
+    if "reduction_pct" in result:
+        lines += ["", f"4K direct-map pages: grouped has {result['reduction_pct']:.1f} % fewer "
+                      f"than baseline ({result['reduction_of_growth_pct']:.1f} % fewer of "
+                      "those created after boot)"]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        cal = calibration(args)
+        result = run_experiment(args.scenario, seed=args.seed, cal=cal, kernels=KERNELS,
+                                progress_factory=_progress_factory(not args.quiet),
+                                **scenario_args(args))
+    except (ValueError, OSError) as err:
+        print(f"gpalloc: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=1) if args.json else format_table(result))
+    return 0
