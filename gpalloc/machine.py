@@ -5,6 +5,7 @@ It validates its configuration up front (the reason is in the error), boots a
 function that models it.  Views (``meminfo``, ``stats``, /proc text) only read.
 """
 
+from . import views as _views
 from .arch.x86 import set_memory as _cpa
 from .arch.x86.module import module_alloc as _module_alloc
 from .arch.x86.module import module_memfree as _module_memfree
@@ -17,7 +18,6 @@ from .mm import vmscan as _vmscan
 from .mm.gfp import GFP_KERNEL, gfp_t
 from .mm.grouped_pages import STORAGE_VARIANTS, grouped_cache_pages
 from .mm.page import MAX_ORDER, PAGE_SIZE
-from . import views as _views
 from .proc import meminfo as _meminfo
 from .proc import proc_buddyinfo as _buddyinfo
 from .proc import proc_meminfo as _proc_meminfo
