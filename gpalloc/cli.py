@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from .experiments import KERNELS, SCENARIOS, run_experiment
+from .experiments import DESIGNS, KERNELS, SCENARIOS, run_experiment
 from .workloads.scenario import Calibration
 
 TABLE_ROWS = (
@@ -54,6 +54,11 @@ def build_parser():
     e.add_argument("--programs", type=_positive_int, default=512, help="bpf-load: programs")
     e.add_argument("--pages", type=_positive_int, default=1, help="bpf-load/churn: JIT pages")
     e.add_argument("--loads", type=_positive_int, default=1000, help="bpf-churn: loads")
+    e.add_argument("--kernel", action="append", choices=sorted(DESIGNS), metavar="DESIGN",
+                   help=f"run these designs instead of baseline/grouped ({', '.join(DESIGNS)});"
+                        " repeatable")
+    e.add_argument("--compare-kernels", action="store_true",
+                   help="run every design on the same seed and compare them")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -71,6 +76,15 @@ def calibration(args):
     if args.pressure is not None:
         cal.pressure = args.pressure
     return cal
+
+
+def kernels(args):
+    """baseline/grouped by default; --kernel picks designs; --compare-kernels takes all."""
+    if args.compare_kernels:
+        return dict(DESIGNS)
+    if args.kernel:
+        return {name: DESIGNS[name] for name in args.kernel}
+    return KERNELS
 
 
 def scenario_args(args):
@@ -105,6 +119,11 @@ def format_table(result):
     for key, label in TABLE_ROWS:
         lines.append(f"{label:<24}" + "".join(f"{result['runs'][n].get(key, 0):>14}"
                                              for n in names))
+    if any("reduction_pct" in r for r in result["runs"].values()):
+        lines.append(f"{'4K pages fewer (%)':<24}" + "".join(
+            f"{result['runs'][n].get('reduction_pct', 0.0):>14.1f}" for n in names))
+        lines.append(f"{'  of those after boot':<24}" + "".join(
+            f"{result['runs'][n].get('reduction_of_growth_pct', 0.0):>14.1f}" for n in names))
     if "reduction_pct" in result:
         lines += ["", f"4K direct-map pages: grouped has {result['reduction_pct']:.1f} % fewer "
                       f"than baseline ({result['reduction_of_growth_pct']:.1f} % fewer of "
@@ -117,7 +136,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         cal = calibration(args)
-        result = run_experiment(args.scenario, seed=args.seed, cal=cal, kernels=KERNELS,
+        result = run_experiment(args.scenario, seed=args.seed, cal=cal, kernels=kernels(args),
                                 progress_factory=_progress_factory(not args.quiet),
                                 **scenario_args(args))
     except (ValueError, OSError) as err:

@@ -22,7 +22,7 @@ from .proc import meminfo as _meminfo
 from .proc import proc_buddyinfo as _buddyinfo
 from .proc import proc_meminfo as _proc_meminfo
 from .proc import proc_vmallocinfo as _vmallocinfo
-from .state import KNOWN_FAULTS, Kernel, boot_4k_region_list
+from .state import KNOWN_FAULTS, KNOWN_FEATURES, Kernel, boot_4k_region_list
 from .units import memparse
 from .workloads import background as _bg
 from .workloads import events as _events
@@ -56,6 +56,8 @@ class Machine:
     pages are also removed from the direct map, the idea the cache would have to grow
     into — with in-page list_heads that faults, which is the reviewers' point.
     ``nr_scanned_quirk``: keep the RFC shrinker's ``sc->nr_scanned += isolated``.
+    ``features``: later kernels' mechanisms for comparison — "bpf_prog_pack" (5.18),
+    "cpa_merge" (Aaron Lu's 2022 RFC: split mappings merge back when uniform again).
     ``boot_4k``: how much of the direct map boot already maps with 4K pages (2 MiB
     multiples; real machines show 30–150 MB, e.g. 30,720 kB on a 6.18 VM with no
     modules, data/real fcvm-6.18-meminfo.txt).
@@ -63,7 +65,7 @@ class Machine:
 
     def __init__(self, nodes=1, node_mem="4G", gbpages=True, cpus_per_node=2, seed=0,
                  patches=(), boot_4k="30M", kaslr=True, list_head="contents",
-                 nr_scanned_quirk=True, faults=(), unmapped_cache=False):
+                 nr_scanned_quirk=True, faults=(), unmapped_cache=False, features=()):
         _check_int("nodes", nodes, 1, 64)
         _check_int("cpus_per_node", cpus_per_node, 1, 256)
         _check_int("seed", seed, 0)
@@ -88,18 +90,21 @@ class Machine:
         for f in faults:
             if f not in KNOWN_FAULTS:
                 raise ValueError(f"faults: unknown fault {f!r}; known: {KNOWN_FAULTS}")
+        for f in features:
+            if f not in KNOWN_FEATURES:
+                raise ValueError(f"features: unknown {f!r}; known: {KNOWN_FEATURES}")
         node_pages = mem // PAGE_SIZE
         self.config = dict(nodes=nodes, node_mem=node_mem, gbpages=bool(gbpages),
                            cpus_per_node=cpus_per_node, seed=seed, patches=patches,
                            boot_4k=boot_4k, kaslr=bool(kaslr), list_head=list_head,
                            nr_scanned_quirk=bool(nr_scanned_quirk), faults=tuple(faults),
-                           unmapped_cache=bool(unmapped_cache))
+                           unmapped_cache=bool(unmapped_cache), features=tuple(features))
         self.k = Kernel(nodes=nodes, node_pages=node_pages, cpus_per_node=cpus_per_node,
                         gbpages=bool(gbpages),
                         boot_4k_regions=boot_4k_region_list(b4k, nodes * node_pages),
                         seed=seed, patches=patches, kaslr=bool(kaslr), list_head=list_head,
                         nr_scanned_quirk=bool(nr_scanned_quirk), faults=faults,
-                        unmapped_cache=bool(unmapped_cache))
+                        unmapped_cache=bool(unmapped_cache), features=features)
 
     def __repr__(self):
         c = self.config

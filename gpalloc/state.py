@@ -22,6 +22,8 @@ from .mm.page_alloc import free_boot_memory
 from .mm.vmalloc import vmap_state
 
 KNOWN_FAULTS = ("register_shrinker",)
+# Later kernels' mechanisms, for comparing designs (none is in v5.11 or the RFC).
+KNOWN_FEATURES = ("bpf_prog_pack", "cpa_merge")
 TRACE_LEN = 2000
 
 
@@ -29,7 +31,8 @@ class Kernel:
     """All state of one modelled machine; built by :func:`boot`."""
 
     def __init__(self, *, nodes, node_pages, cpus_per_node, gbpages, boot_4k_regions, seed,
-                 patches, kaslr, list_head, nr_scanned_quirk, faults, unmapped_cache=False):
+                 patches, kaslr, list_head, nr_scanned_quirk, faults, unmapped_cache=False,
+                 features=()):
         self.nr_nodes, self.node_pages = nodes, node_pages
         self.max_pfn = nodes * node_pages
         self.cpus_per_node = cpus_per_node
@@ -39,6 +42,8 @@ class Kernel:
         self.patches = frozenset(patches)
         self.kaslr = kaslr
         self.faults = frozenset(faults)
+        self.features = frozenset(features)
+        self.prog_packs = []
         self.seed = seed
         self.rng = random.Random(seed)
         self.stat = Counter()
@@ -65,7 +70,7 @@ class Kernel:
             self.node_zones[nid].append(z)
             self.zones.append(z)
         self._zone_by = {(z.nid, z.zid): z for z in self.zones}
-        self.zonelists = {}   # (nid, highest zone, __GFP_THISNODE) → zonelist
+        self.alloc_ctx = {}   # (gfp, preferred node) → zonelist, zone, migratetype, flags
         self.min_free_kbytes = setup_per_zone_wmarks(self.zones)
         setup_per_zone_lowmem_reserve(self.node_zones)
         self.boot_4k_regions = frozenset(boot_4k_regions)
@@ -89,7 +94,8 @@ class Kernel:
 
     def zone_of(self, pfn):
         """page_zone()."""
-        return self._zone_by[self.layout.pfn_node_zone(pfn)]
+        return self._zone_by[(pfn // self.node_pages,
+                              0 if pfn < 4096 else 1 if pfn < 1 << 20 else 2)]
 
     def trace(self, event, **fields):
         """A tracepoint: recent events are kept for the notebooks' timelines."""

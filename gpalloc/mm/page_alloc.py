@@ -507,13 +507,14 @@ def __alloc_pages_nodemask(k, gfp, order, preferred_nid):
         gfp = gfp_t(gfp)
     if not 0 <= order < MAX_ORDER:
         raise ValueError(f"order: must be 0..{MAX_ORDER - 1}, got {order}")
-    highest = gfp_zone(gfp)
-    key = (preferred_nid, highest, bool(gfp & 0x200000))
-    zonelist = k.zonelists.get(key)
-    if zonelist is None:
-        zonelist = k.zonelists[key] = build_zonelist(k, preferred_nid, highest, key[2])
-    mt = gfp_migratetype(gfp)
-    alloc_flags = ALLOC_WMARK_LOW | alloc_flags_nofragment(k, zonelist[0], gfp)
+    ctx = k.alloc_ctx.get((gfp, preferred_nid))
+    if ctx is None:   # everything below depends only on (gfp, node): computed once
+        highest = gfp_zone(gfp)
+        zonelist = build_zonelist(k, preferred_nid, highest, bool(gfp & 0x200000))
+        ctx = k.alloc_ctx[(gfp, preferred_nid)] = (
+            zonelist, highest, gfp_migratetype(gfp),
+            ALLOC_WMARK_LOW | alloc_flags_nofragment(k, zonelist[0], gfp))
+    zonelist, highest, mt, alloc_flags = ctx
     page = get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, highest, mt)
     if page is None:
         page = __alloc_pages_slowpath(k, gfp, order, zonelist, highest, mt)

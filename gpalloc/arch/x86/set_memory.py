@@ -41,6 +41,7 @@ class direct_map:
         self.pte = {}       # 2M index → list of 512 4K prots
         self.direct_pages_count = [0, 0, 0, 0]
         self.pt_pages = []  # pfns of page-table pages that splits allocated (never freed)
+        self.pt_of = {}     # (level, index) split → its page-table page (for merging back)
 
     def lookup_address(self, pfn):
         """lookup_address(): (level, prot) of the entry mapping this pfn."""
@@ -92,6 +93,7 @@ def split_large_page(k, level, idx, old):
     base.owner = "pagetable"
     dm = k.dmap
     dm.pt_pages.append(base.pfn)
+    dm.pt_of[(level, idx)] = base.pfn
     prot = _clear_protnone(old)
     c = dm.direct_pages_count
     if level == PG_LEVEL_1G:
@@ -122,13 +124,18 @@ def __change_page_attr_dmap(k, pfn, numpages, set_, clr, force_split=False):
     dm = k.dmap
     if not 0 <= pfn < dm.max_pfn:
         return 1, False     # not mapped: holes are tolerated for the direct map
+    merging = "cpa_merge" in k.features
     while True:
         level, old = dm.lookup_address(pfn)
         new = _clear_protnone((old & ~clr) | set_)
         if level == PG_LEVEL_4K:
+            if merging and new & _PAGE_PRESENT:
+                new |= _PAGE_GLOBAL   # Aaron Lu's RFC 1/4: restore _PAGE_GLOBAL when present
             if new == old:
                 return 1, False
             dm.pte[pfn >> 9][pfn & 511] = new
+            if merging:
+                cpa_try_merge(k, pfn >> 9)
             return 1, True
         size = LEVEL_PAGES[level]
         base = pfn & ~(size - 1)
@@ -150,6 +157,56 @@ def __change_page_attr_dmap(k, pfn, numpages, set_, clr, force_split=False):
         err = split_large_page(k, level, idx, old)
         if err:
             return err, False
+
+
+def cpa_try_merge(k, p):
+    """Not in v5.11 — Aaron Lu's 2022 RFC "x86/mm/cpa: merge small mappings whenever possible".
+
+    When all 512 PTEs of a split 2 MiB region are equal again, put back one 2M entry
+    and free the page-table page; when all 512 2M entries of a 1G region are equal
+    too, put back the 1G entry.  Regions boot mapped with 4K pages stay as they are
+    (in a real machine those are holes and the kernel image).
+    """
+    dm = k.dmap
+    table = dm.pte.get(p)
+    if table is None or p in k.boot_4k_regions or table.count(table[0]) != 512:
+        return
+    prot = table[0]
+    del dm.pte[p]
+    if prot != PAGE_KERNEL:
+        dm.pmd[p] = prot
+    c = dm.direct_pages_count
+    c[PG_LEVEL_4K] -= 512
+    c[PG_LEVEL_2M] += 1
+    _free_pt_page(k, (PG_LEVEL_2M, p))
+    k.stat["merges_2m"] += 1
+    flush_tlb_all(k, "merge")
+    g = p >> 9
+    first = g << 9
+    if (not k.gbpages or g == 0 or (g + 1) * PAGES_PER_1G > k.max_pfn
+            or any(q in dm.pte for q in range(first, first + 512))):
+        return
+    prots = {dm.pmd.get(q, PAGE_KERNEL) for q in range(first, first + 512)}
+    if len(prots) != 1:
+        return
+    for q in range(first, first + 512):
+        dm.pmd.pop(q, None)
+    dm.gb[g] = prots.pop()
+    c[PG_LEVEL_2M] -= 512
+    c[PG_LEVEL_1G] += 1
+    _free_pt_page(k, (PG_LEVEL_1G, g))
+    k.stat["merges_1g"] += 1
+    flush_tlb_all(k, "merge")
+
+
+def _free_pt_page(k, key):
+    pfn = k.dmap.pt_of.pop(key, None)
+    if pfn is None:
+        return
+    k.dmap.pt_pages.remove(pfn)
+    page = k.pages.pfn_to_page(pfn)
+    page.owner = "kernel"
+    _pa.__free_pages(k, page, 0)
 
 
 def is_direct_map_addr(k, addr):

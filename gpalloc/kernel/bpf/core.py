@@ -23,6 +23,7 @@ from ...mm.gfp import __GFP_ZERO, GFP_KERNEL, GFP_KERNEL_ACCOUNT
 from ...mm.page import PAGE_SHIFT, PAGE_SIZE
 from ...mm.vmalloc import NUMA_NO_NODE, __vmalloc_node, set_vm_flush_reset_perms, vfree
 from ..workqueue import queue_work
+from . import prog_pack
 
 BPF_BINARY_HEADER = 8
 BPF_PROG_HEADER, BPF_INSN_SIZE, BPF_AUX_SIZE = 72, 8, 64
@@ -39,6 +40,7 @@ class bpf_prog:
     jited: bool = False
     header: int = 0    # struct bpf_binary_header *, the JIT image
     header_pages: int = 0
+    packed_size: int = 0   # >0: the image lives in a bpf_prog_pack (a later design)
 
 
 def round_up_pages(nbytes):
@@ -87,7 +89,18 @@ def bpf_jit_binary_lock_ro(k, hdr, pages):
 
 
 def bpf_int_jit_compile(k, prog, jited_bytes):
-    """bpf_int_jit_compile() (x86): allocate the image once, emit, lock it."""
+    """bpf_int_jit_compile() (x86): allocate the image once, emit, lock it.
+
+    With the later bpf_prog_pack design (``features=("bpf_prog_pack",)``) the image
+    is carved from a pack that is already RO+X: no permission change per program.
+    """
+    if "bpf_prog_pack" in k.features:
+        size = jited_bytes + BPF_BINARY_HEADER + 128
+        hdr = prog_pack.bpf_prog_pack_alloc(k, size)
+        if hdr:
+            prog.jited, prog.header, prog.packed_size = True, hdr, size
+            prog.header_pages = round_up_pages(size)
+        return prog
     hdr, pages = bpf_jit_binary_alloc(k, jited_bytes)
     if not hdr:
         return prog   # falls back to the interpreter
@@ -120,7 +133,9 @@ def bpf_prog_load(k, insn_cnt, jited_bytes, jit=True, jit_always_on=True):
 
 def __bpf_prog_free(k, prog):
     """bpf_prog_free_deferred(): bpf_jit_free() the image, then free the bpf_prog."""
-    if prog.jited:
+    if prog.packed_size:
+        prog_pack.bpf_prog_pack_free(k, prog.header, prog.packed_size)
+    elif prog.jited:
         module_memfree(k, prog.header)      # bpf_jit_binary_free()
     vfree(k, prog.fp)
 
