@@ -18,6 +18,7 @@ DESIGNS = {
     "rfc": {"patches": (1, 2, 3)},                       # v5.11 + the RFC
     "prog-pack": {"features": ("bpf_prog_pack",)},       # 5.18 bpf_prog_pack
     "cpa-merge": {"features": ("cpa_merge",)},           # Aaron Lu's 2022 merge RFC
+    "execmem-rox": {"features": ("bpf_prog_pack", "execmem_rox")},   # 6.15 ROX cache
 }
 KERNELS = {"baseline": DESIGNS["5.11"], "grouped": DESIGNS["rfc"]}
 SCENARIOS = ("fedora-bpf", "modules", "bpf-load", "bpf-churn")

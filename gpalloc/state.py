@@ -23,7 +23,7 @@ from .mm.vmalloc import vmap_state
 
 KNOWN_FAULTS = ("register_shrinker",)
 # Later kernels' mechanisms, for comparing designs (none is in v5.11 or the RFC).
-KNOWN_FEATURES = ("bpf_prog_pack", "cpa_merge")
+KNOWN_FEATURES = ("bpf_prog_pack", "cpa_merge", "execmem_rox")
 TRACE_LEN = 2000
 
 
@@ -44,6 +44,7 @@ class Kernel:
         self.faults = frozenset(faults)
         self.features = frozenset(features)
         self.prog_packs = []
+        self.execmem_cache = []
         self.seed = seed
         self.rng = random.Random(seed)
         self.stat = Counter()

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from ..arch.x86 import set_memory as cpa
 from ..arch.x86.module import module_alloc, module_memfree
+from ..mm import execmem
 from ..mm.page import PAGE_SHIFT
 from ..mm.vmalloc import set_vm_flush_reset_perms
 from .workqueue import queue_work
@@ -38,6 +39,9 @@ class module:
     core_layout: module_layout
     init_layout: module_layout
     state: str = "MODULE_STATE_UNFORMED"
+    # later design (execmem ROX cache): text lives apart from the other sections
+    core_text: tuple = (0, 0)    # (address, pages)
+    init_text: tuple = (0, 0)
 
 
 def layout_sections(text, rodata, ro_after_init, data):
@@ -109,9 +113,10 @@ def module_enable_x(k, mod):
 
 def move_module(k, mod):
     """move_module(): module_alloc() the core area, then the init area if it is not empty."""
-    mod.core_layout.base = module_alloc(k, mod.core_layout.size, caller="move_module") or 0
-    if not mod.core_layout.base:
-        return -12
+    if mod.core_layout.size:
+        mod.core_layout.base = module_alloc(k, mod.core_layout.size, caller="move_module") or 0
+        if not mod.core_layout.base:
+            return -12
     if mod.init_layout.size:
         mod.init_layout.base = module_alloc(k, mod.init_layout.size, caller="move_module") or 0
         if not mod.init_layout.base:
@@ -129,19 +134,23 @@ def complete_formation(k, mod):
     mod.state = "MODULE_STATE_COMING"
 
 
-def do_free_init(k, base):
+def do_free_init(k, base, text=(0, 0)):
     """do_free_init(): the workqueue frees the init area after a grace period."""
-    module_memfree(k, base)
+    if base:
+        module_memfree(k, base)
+    if text[0]:
+        execmem.execmem_free(k, text[0], text[1] << PAGE_SHIFT)
 
 
 def do_init_module(k, mod):
     """do_init_module(): init ran; ro_after_init goes RO; the init area is freed later."""
     module_enable_ro(k, mod, True)
     mod.state = "MODULE_STATE_LIVE"
-    base = mod.init_layout.base
-    mod.init_layout.base = 0
-    if base:
-        queue_work(k, lambda: do_free_init(k, base), INIT_FREE_DELAY, f"do_free_init {mod.name}")
+    base, text = mod.init_layout.base, mod.init_text
+    mod.init_layout.base, mod.init_text = 0, (0, 0)
+    if base or text[0]:
+        queue_work(k, lambda: do_free_init(k, base, text), INIT_FREE_DELAY,
+                   f"do_free_init {mod.name}")
 
 
 def load_module(k, name, core_pages, init_pages):
@@ -151,8 +160,29 @@ def load_module(k, name, core_pages, init_pages):
     (text, rodata, data) in pages.  Returns the module, or None (-ENOMEM).
     """
     it, ir, idata = init_pages
+    if "execmem_rox" in k.features:
+        return _load_module_execmem(k, name, core_pages, init_pages)
     mod = module(name, layout_sections(*core_pages), layout_sections(it, ir, 0, idata))
     if move_module(k, mod):
+        return None
+    complete_formation(k, mod)
+    do_init_module(k, mod)
+    k.stat["modules_loaded"] += 1
+    return mod
+
+
+def _load_module_execmem(k, name, core_pages, init_pages):
+    """A later kernel's load: text from the execmem ROX cache, the rest as in v5.11.
+
+    (6.4+ splits modules into typed allocations; the model keeps rodata,
+    ro_after_init and data together and protects them as v5.11 does.)
+    """
+    text, rodata, roa, data = core_pages
+    it, ir, idata = init_pages
+    mod = module(name, layout_sections(0, rodata, roa, data), layout_sections(0, ir, 0, idata))
+    mod.core_text = (execmem.execmem_alloc(k, text << PAGE_SHIFT, "module text") or 0, text)
+    mod.init_text = (execmem.execmem_alloc(k, it << PAGE_SHIFT, "module init text") or 0, it)
+    if not mod.core_text[0] or move_module(k, mod):
         return None
     complete_formation(k, mod)
     do_init_module(k, mod)
@@ -165,6 +195,9 @@ def free_module(k, mod):
     if mod.init_layout.base:
         module_memfree(k, mod.init_layout.base)
         mod.init_layout.base = 0
+    if mod.core_text[0]:
+        execmem.execmem_free(k, mod.core_text[0], mod.core_text[1] << PAGE_SHIFT)
+        mod.core_text = (0, 0)
     module_memfree(k, mod.core_layout.base)
     mod.core_layout.base = 0
     mod.state = "MODULE_STATE_GOING"

@@ -73,11 +73,12 @@ class vm_struct:
     """
 
     __slots__ = ("addr", "size", "flags", "pages", "nr_pages", "caller", "prot", "nested",
-                 "phys_addr")
+                 "phys_addr", "huge")
 
     def __init__(self, addr, size, flags, caller):
         self.addr, self.size, self.flags, self.caller = addr, size, flags, caller
         self.pages, self.nr_pages, self.prot, self.nested, self.phys_addr = [], 0, [], None, 0
+        self.huge = False   # mapped with one PMD (later kernels' huge vmalloc; execmem)
 
     def __repr__(self):
         return (f"<vm_struct {self.addr:#x} pages={self.nr_pages} "

@@ -5,6 +5,7 @@ VM_FLUSH_RESET_PERMS, makes it RO (skipped while the system is still booting,
 fixed up later by set_ftrace_ops_ro()) and X.
 """
 
+from ...mm import execmem
 from ...mm.vmalloc import set_vm_flush_reset_perms
 from . import set_memory as cpa
 from .module import module_alloc, module_memfree
@@ -15,6 +16,8 @@ TRAMPOLINE_BYTES = 400   # template + ret + ops pointer: < 1 page (UNVERIFIED ex
 def create_trampoline(k, booting=False):
     """create_trampoline() → alloc_tramp() = module_alloc(): RO (unless booting) + X."""
     caller = "arch_ftrace_update_trampoline"
+    if "execmem_rox" in k.features:   # later design: from the ROX cache, no CPA
+        return execmem.execmem_alloc(k, TRAMPOLINE_BYTES, caller)
     if booting:
         caller += " (booting)"
         k.wx_exempt.add(caller)   # RW+X until set_ftrace_ops_ro(), as in v5.11
@@ -31,4 +34,7 @@ def create_trampoline(k, booting=False):
 
 def tramp_free(k, tramp):
     """tramp_free() → module_memfree()."""
+    if "execmem_rox" in k.features:
+        execmem.execmem_free(k, tramp, TRAMPOLINE_BYTES)
+        return
     module_memfree(k, tramp)

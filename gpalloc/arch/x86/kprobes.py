@@ -5,6 +5,7 @@ then X (no W+X window).  The generic slot cache carves many probes' slots out of
 one page and frees it with free_insn_page() once all are garbage collected.
 """
 
+from ...mm import execmem
 from ...mm.page import PAGE_SIZE
 from ...mm.vmalloc import set_vm_flush_reset_perms
 from . import set_memory as cpa
@@ -13,6 +14,8 @@ from .module import module_alloc, module_memfree
 
 def alloc_insn_page(k):
     """alloc_insn_page(): RO + X page for kprobe instruction slots."""
+    if "execmem_rox" in k.features:   # later design: from the ROX cache, no CPA
+        return execmem.execmem_alloc(k, PAGE_SIZE, "alloc_insn_page")
     page = module_alloc(k, PAGE_SIZE, caller="alloc_insn_page")
     if page is None:
         return None
@@ -25,4 +28,7 @@ def alloc_insn_page(k):
 
 def free_insn_page(k, page):
     """free_insn_page() → module_memfree()."""
+    if "execmem_rox" in k.features:
+        execmem.execmem_free(k, page, PAGE_SIZE)
+        return
     module_memfree(k, page)

@@ -246,11 +246,15 @@ def change_page_attr_set_clr(k, addr, numpages, set_, clr, force_split=False,
             old = area.prot[i]
             new = _clear_protnone((old & ~clr) | set_)
             changed = new != old
-            area.prot[i] = new
-            handled = 1
+            # a PMD-mapped area changed as a whole handles 512 pages in one step
+            handled = 512 if area.huge and i == 0 and left >= 512 and not force_split else 1
+            area.prot[i:i + handled] = [new] * handled
             if checkalias:   # cpa_process_alias(): the same change on the direct-map alias
                 force_flush_all = True
-                err, _ = __change_page_attr_dmap(k, area.pages[i].pfn, 1, set_, clr,
+                a_set, a_clr = set_, clr
+                if "execmem_rox" in k.features:   # later kernels never make the alias X
+                    a_set, a_clr = set_ & ~_PAGE_NX, clr & ~_PAGE_NX
+                err, _ = __change_page_attr_dmap(k, area.pages[i].pfn, handled, a_set, a_clr,
                                                  force_split)
                 if err < 0:
                     return err

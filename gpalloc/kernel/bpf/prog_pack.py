@@ -13,6 +13,7 @@ modelled — it is usually slab memory.
 
 from ...arch.x86 import set_memory as cpa
 from ...arch.x86.module import module_alloc, module_memfree
+from ...mm import execmem
 from ...mm.page import PAGE_SHIFT, PAGE_SIZE
 from ...mm.vmalloc import set_vm_flush_reset_perms
 
@@ -38,11 +39,18 @@ def _lock_ro_x(k, ptr, pages):
 
 
 def alloc_new_pack(k):
-    """alloc_new_pack(): one 2 MiB module_alloc(), filled with traps, made RO+X once."""
-    ptr = module_alloc(k, BPF_PROG_PACK_SIZE, caller="bpf_prog_pack_alloc")
+    """alloc_new_pack(): one 2 MiB module_alloc(), filled with traps, made RO+X once.
+
+    With the execmem ROX cache the pack is a cache chunk that is already ROX.
+    """
+    if "execmem_rox" in k.features:
+        ptr = execmem.execmem_alloc(k, BPF_PROG_PACK_SIZE, "bpf_prog_pack_alloc")
+    else:
+        ptr = module_alloc(k, BPF_PROG_PACK_SIZE, caller="bpf_prog_pack_alloc")
+        if ptr is not None:
+            _lock_ro_x(k, ptr, BPF_PROG_PACK_SIZE >> PAGE_SHIFT)
     if ptr is None:
         return None
-    _lock_ro_x(k, ptr, BPF_PROG_PACK_SIZE >> PAGE_SHIFT)
     pack = bpf_prog_pack(ptr)
     k.prog_packs.append(pack)
     k.stat["bpf_prog_packs"] += 1
@@ -53,6 +61,8 @@ def bpf_prog_pack_alloc(k, size):
     """bpf_prog_pack_alloc(): first fit of size's chunks in a pack, or a new pack."""
     if size > BPF_PROG_MAX_PACK_PROG_SIZE:
         size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)
+        if "execmem_rox" in k.features:
+            return execmem.execmem_alloc(k, size, "bpf_prog_pack_alloc")
         ptr = module_alloc(k, size, caller="bpf_prog_pack_alloc")
         if ptr is not None:
             _lock_ro_x(k, ptr, size >> PAGE_SHIFT)
@@ -76,7 +86,7 @@ def bpf_prog_pack_alloc(k, size):
 def bpf_prog_pack_free(k, ptr, size):
     """bpf_prog_pack_free(): clear the chunks; free the pack when it is empty."""
     if size > BPF_PROG_MAX_PACK_PROG_SIZE:
-        module_memfree(k, ptr)
+        _free_exec(k, ptr, size)
         return
     for pack in k.prog_packs:
         if pack.ptr <= ptr < pack.ptr + BPF_PROG_PACK_SIZE:
@@ -88,5 +98,12 @@ def bpf_prog_pack_free(k, ptr, size):
     pack.bitmap[pos:pos + nbits] = bytes(nbits)
     pack.used -= nbits
     if pack.used == 0:
-        module_memfree(k, pack.ptr)
+        _free_exec(k, pack.ptr, BPF_PROG_PACK_SIZE)
         k.prog_packs.remove(pack)
+
+
+def _free_exec(k, ptr, size):
+    if "execmem_rox" in k.features:
+        execmem.execmem_free(k, ptr, size)
+    else:
+        module_memfree(k, ptr)

@@ -9,6 +9,7 @@ direct map until the page is freed.
 
 from ...arch.x86 import set_memory as cpa
 from ...arch.x86.module import module_alloc, module_memfree
+from ...mm import execmem
 from ...mm.page import PAGE_SIZE
 from ...mm.vmalloc import set_vm_flush_reset_perms
 
@@ -17,6 +18,8 @@ CALLER = "bpf_jit_alloc_exec_page"
 
 def bpf_jit_alloc_exec_page(k):
     """bpf_jit_alloc_exec_page(): one RW+X page in module space."""
+    if "execmem_rox" in k.features:   # later design: from the ROX cache (text_poke'd)
+        return execmem.execmem_alloc(k, PAGE_SIZE, CALLER)
     k.wx_exempt.add(CALLER)
     image = module_alloc(k, PAGE_SIZE, caller=CALLER)
     if image is None:
@@ -29,4 +32,7 @@ def bpf_jit_alloc_exec_page(k):
 
 def bpf_trampoline_free(k, image):
     """bpf_jit_free_exec() of a trampoline page."""
+    if "execmem_rox" in k.features:
+        execmem.execmem_free(k, image, PAGE_SIZE)
+        return
     module_memfree(k, image)
