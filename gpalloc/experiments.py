@@ -50,8 +50,11 @@ def _snapshot(m):
     return out
 
 
-def run_kernel(design, phases, cal, seed, progress=None):
-    """Boot one kernel design, apply pressure, play every phase; return its numbers."""
+def run_kernel(design, phases, cal, seed, progress=None, machines=None):
+    """Boot one kernel design, apply pressure, play every phase; return its numbers.
+
+    ``machines``: a list to append the finished Machine to (for pictures of it).
+    """
     t0 = time.perf_counter()
     m = Machine(seed=seed, **design, **cal.machine_kwargs())
     m.set_memory_pressure(cal.pressure)
@@ -62,6 +65,8 @@ def run_kernel(design, phases, cal, seed, progress=None):
                migrate_every=cal.migrate_every)
         timeline.append((phase, m.meminfo()["DirectMap4k"]))
     m.check()
+    if machines is not None:
+        machines.append(m)
     result = _snapshot(m)
     result["timeline"] = timeline
     result["seconds"] = round(time.perf_counter() - t0, 2)
@@ -69,8 +74,12 @@ def run_kernel(design, phases, cal, seed, progress=None):
     return result
 
 
-def run_experiment(name, seed=0, cal=None, kernels=KERNELS, progress_factory=None, **kw):
-    """Run a scenario on each kernel; returns the JSON-ready dict the CLI prints."""
+def run_experiment(name, seed=0, cal=None, kernels=KERNELS, progress_factory=None,
+                   machines=None, **kw):
+    """Run a scenario on each kernel; returns the JSON-ready dict the CLI prints.
+
+    Pass ``machines={}`` to get each kernel's finished Machine back in it, by name.
+    """
     cal = cal or scenario.Calibration()
     phases = build_events(name, seed, **kw)
     n_events = sum(len(v) for v in phases.values())
@@ -87,8 +96,11 @@ def run_experiment(name, seed=0, cal=None, kernels=KERNELS, progress_factory=Non
     for kname, design in kernels.items():
         progress = progress_factory(kname, n_events) if progress_factory else None
         try:
+            kept = [] if machines is not None else None
             out["runs"][kname] = run_kernel(design, phases, cal, seed,
-                                            progress.update if progress else None)
+                                            progress.update if progress else None, kept)
+            if kept:
+                machines[kname] = kept[0]
         finally:
             if progress:
                 progress.close()

@@ -260,6 +260,9 @@ class Machine:
         out["grouped_cache_pages_per_node"] = [grouped_cache_pages(k, n)
                                                for n in range(k.nr_nodes)]
         g = k.grouped
+        out["nid_round_robin"] = g.nid_round_robin if g else 0
+        out["grouped_replenish_per_node"] = list(g.replenish_per_node) if g and \
+            g.replenish_per_node else [0] * k.nr_nodes
         out["nr_deferred"] = list(g.shrinker.nr_deferred or []) if g and g.shrinker \
             and g.shrinker.nr_deferred else [0] * k.nr_nodes
         return out

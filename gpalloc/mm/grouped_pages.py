@@ -59,11 +59,13 @@ class grouped_cache:
         self.nid_round_robin = 0
         self.shrinker = None
         self.blocks = {}   # base pfn of each replenished 2 MiB block → node
+        self.replenish_per_node = None   # set by grouped_page_init (model-only counter)
 
 
 def grouped_page_init(k):
     """grouped_page_init() (device_initcall): list_lru, then the shrinker; enable on success."""
     g = k.grouped
+    g.replenish_per_node = [0] * k.nr_nodes
     if g.storage == "contents":
         def nid_of(item):   # page_to_nid(virt_to_page(item))
             return k.pages.virt_to_page(item).nid
@@ -157,6 +159,7 @@ def __replenish_grouped_pages(k, node):
     k.stat["grouped_replenish"] += 1
     _pa.split_page(k, page, HUGETLB_PAGE_ORDER)
     k.grouped.blocks[page.pfn] = page.nid
+    k.grouped.replenish_per_node[page.nid] += 1
     k.trace("grouped_replenish", node=node, pfn=page.pfn, nid=page.nid)
     for i in range(1, HPAGE_NR):
         __free_grouped_page(k, k.pages.pfn_to_page(page.pfn + i))

@@ -1,0 +1,611 @@
+"""Interactive explorers for the notebooks (ipywidgets), built by plain functions.
+
+Each builder returns a small panel object with:
+
+* ``.widget`` — the ipywidgets container to display (the panel also displays itself);
+* ``.controls`` — name → control widget, so tests and notebooks can drive it;
+* ``.values`` — the numbers computed by the latest run (what the panel shows);
+* ``.figure`` — the one long-lived matplotlib Figure (or None), redrawn in place and
+  shown as a PNG in an ``ipywidgets.Image``, so it works with any backend, headless too;
+* ``refresh()`` — recompute from the controls and redraw.
+
+Controls are wired with ``observe``; sliders that re-simulate a machine only fire on
+release (``continuous_update=False``) and the experiment dashboard has a Run button.
+Sliders clamp out-of-range values; anything the model refuses (a negative seed, say)
+becomes a message in the panel, never a traceback.  Everything is computed through
+the Machine's public methods and experiment results, never ``m.k``.
+"""
+
+import html
+import io
+import random
+import time
+
+import ipywidgets as W
+from matplotlib.figure import Figure
+
+from . import viz
+from .experiments import KERNELS, build_events, run_experiment
+from .machine import NUMA_NO_NODE, Machine
+from .mm import gfp as _gfp
+from .mm.gfp import GFP_GROUPED, GFP_KERNEL, GFP_KERNEL_ACCOUNT, gfp_t
+from .mm.vmalloc import VM_GROUP_PAGES
+from .workloads.scenario import Calibration
+
+# Every single-bit __GFP_* flag of the model, lowest bit first: (name, gfp_t).
+GFP_BITS = tuple(sorted(((name, value) for name, value in vars(_gfp).items()
+                         if name.startswith("__GFP_") and isinstance(value, gfp_t)
+                         and int(value) and not int(value) & (int(value) - 1)),
+                        key=lambda item: int(item[1])))
+GFP_PRESETS = ("GFP_KERNEL", "GFP_KERNEL_ACCOUNT", "GFP_ATOMIC", "GFP_NOWAIT", "GFP_NOIO",
+               "GFP_NOFS", "GFP_USER", "GFP_KERNEL|__GFP_ZERO", "GFP_GROUPED")
+CUSTOM = "(custom)"
+GFP_MACHINE = dict(patches=(1, 2), node_mem="256M", seed=0)
+PRESSURE_ALLOCS = 300
+NUMA_NODE_MEM = "512M"
+NUMA_PROBES = 16
+NUMA_CPU_CHOICES = {   # label: (allocation index, nr_cpus, rng) → CPU to run on
+    "a random CPU each time": lambda i, n, rng: rng.randrange(n),
+    "every CPU in turn": lambda i, n, rng: i % n,
+    "CPU 0 only": lambda i, n, rng: 0,
+}
+DASHBOARD_SCENARIO = "bpf-load"
+DASHBOARD_NODE_MEM = "1G"       # per node: keeps one run (4 nodes, pressure 1.0) under ~5 s
+DASHBOARD_PROGRAMS = 512
+DASHBOARD_GFP_PROBES = 8
+FEDORA_TEST_TAG_STRIDE = 200
+DASHBOARD_GFPS = {
+    "GFP_KERNEL (module_alloc)": GFP_KERNEL,
+    "GFP_KERNEL|__GFP_ZERO": gfp_t(GFP_KERNEL | _gfp.__GFP_ZERO),
+    "GFP_KERNEL_ACCOUNT": GFP_KERNEL_ACCOUNT,
+}
+_ERROR_STYLE = "color:#D55E00;font-weight:bold"
+
+
+def passed_down(mask):
+    """The gfp __vmalloc_area_node() hands to vm_alloc_page(): | __GFP_NOWARN, | __GFP_HIGHMEM.
+
+    (__GFP_HIGHMEM only when neither __GFP_DMA nor __GFP_DMA32 is set, as in v5.11.)
+    """
+    out = gfp_t(mask) | _gfp.__GFP_NOWARN
+    if not out & (_gfp.__GFP_DMA | _gfp.__GFP_DMA32):
+        out = out | _gfp.__GFP_HIGHMEM
+    return out
+
+
+def _table(rows):
+    """A two-column HTML table of (label, value) rows."""
+    cells = "".join(f"<tr><td style='padding-right:1em'>{html.escape(str(k))}</td>"
+                    f"<td style='text-align:right'><b>{html.escape(str(v))}</b></td></tr>"
+                    for k, v in rows)
+    return f"<table>{cells}</table>"
+
+
+class Panel:
+    """A widget panel: .widget, .controls, .values, .figure and refresh()."""
+
+    title = ""
+
+    def __init__(self, figsize=None):
+        self.controls = {}
+        self.values = {}
+        self.error = ""
+        self.machine = None
+        self.figure = Figure(figsize=figsize, layout="constrained") if figsize else None
+        self.header = W.HTML()
+        self.message = W.HTML()
+        self.table = W.HTML()
+        self.image = W.Image(format="png", layout=W.Layout(max_width="100%"))
+        self._busy = False
+        self.widget = W.VBox()
+
+    # -------------------------------------------------------------- plumbing
+    def _layout(self, *control_rows):
+        """Assemble header, control rows, message, table and (if any) the figure."""
+        parts = [self.header, *control_rows, self.message, self.table]
+        if self.figure is not None:
+            parts.append(self.image)
+        self.widget.children = parts
+
+    def _say(self, text, error=False):
+        """Show a one-line message in the panel."""
+        style = _ERROR_STYLE if error else "color:#555"
+        self.message.value = f"<span style='{style}'>{html.escape(text)}</span>" if text else ""
+
+    def _set_header(self, extra=""):
+        self.header.value = f"<h4 style='margin:4px 0'>{html.escape(self.title)}</h4>" + (
+            f"<span style='color:#555'>{html.escape(extra)}</span>" if extra else "")
+
+    def _on_change(self, _change=None):
+        if not self._busy:
+            self.refresh()
+
+    def _observe(self, *names):
+        for name in names:
+            self.controls[name].observe(self._on_change, names="value")
+
+    def _show_figure(self):
+        """Render the long-lived figure into the Image widget (redraw in place)."""
+        if self.figure is None:
+            return
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=72)
+        self.image.value = buf.getvalue()
+
+    def _compute(self):   # pragma: no cover - every panel overrides it
+        raise NotImplementedError
+
+    def refresh(self):
+        """Recompute from the controls and redraw; a refused value becomes a panel message."""
+        self._say("working…")
+        try:
+            self._compute()
+        except Exception as exc:   # shown to the learner instead of a traceback
+            self.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) \
+                else str(exc)
+            self._say(f"refused: {self.error}", error=True)
+            return False
+        self.error = ""
+        self._say(self.values.pop("_note", ""))
+        self._show_figure()
+        return True
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} values={self.values!r}>"
+
+
+def _seed_control(seed):
+    return W.IntText(value=seed, description="seed", continuous_update=False,
+                     layout=W.Layout(width="160px"))
+
+
+def _seed_of(panel):
+    seed = panel.controls["seed"].value
+    if seed < 0:
+        raise ValueError(f"seed: must be ≥ 0, got {seed}")
+    return seed
+
+
+# ------------------------------------------------------------------ GFP flags
+
+class GfpFlagsExplorer(Panel):
+    """Checkboxes per __GFP_* bit → the mask, what vmalloc passes down, and a VM_GROUP_PAGES try."""
+
+    title = "GFP flags and VM_GROUP_PAGES"
+
+    def __init__(self):
+        super().__init__()
+        preset = W.Dropdown(options=[CUSTOM, *GFP_PRESETS], value="GFP_KERNEL",
+                            description="preset")
+        self.controls["preset"] = preset
+        boxes = []
+        for name, bit in GFP_BITS:
+            box = W.Checkbox(value=bool(GFP_KERNEL & bit), description=f"{name} ({int(bit):#x})",
+                             indent=False, layout=W.Layout(width="250px"))
+            self.controls[name] = box
+            boxes.append(box)
+        preset.observe(self._on_preset, names="value")
+        self._observe(*(name for name, _ in GFP_BITS))
+        args = ", ".join(f"{k}={v!r}" for k, v in GFP_MACHINE.items())
+        self._set_header(f"each mask is tried on a fresh Machine({args})")
+        self._layout(preset, W.GridBox(boxes, layout=W.Layout(
+            grid_template_columns="repeat(3, 260px)")))
+        self.refresh()
+
+    def mask(self):
+        """The gfp_t of the checked boxes."""
+        return gfp_t(sum(int(bit) for name, bit in GFP_BITS if self.controls[name].value))
+
+    def _on_preset(self, change):
+        if self._busy or change["new"] == CUSTOM:
+            return
+        value = _gfp.parse_gfp(change["new"])
+        self._busy = True
+        try:
+            for name, bit in GFP_BITS:
+                self.controls[name].value = bool(value & bit)
+        finally:
+            self._busy = False
+        self.refresh()
+
+    def _sync_preset(self, mask):
+        names = [p for p in GFP_PRESETS if _gfp.parse_gfp(p) == mask]
+        self._busy = True
+        try:
+            self.controls["preset"].value = names[0] if names else CUSTOM
+        finally:
+            self._busy = False
+
+    def _compute(self):
+        mask = self.mask()
+        self._sync_preset(mask)
+        down = passed_down(mask)
+        equals = down == GFP_GROUPED
+        m = Machine(**GFP_MACHINE)
+        self.machine = m
+        before = m.stats()
+        addr = m.vmalloc_node_range(4096, vm_flags=VM_GROUP_PAGES, gfp=mask,
+                                    caller="gfp_flags_explorer")
+        after = m.stats()
+        delta = {k: after[k] - before[k] for k in ("grouped_hits", "grouped_replenish",
+                                                     "grouped_fallback")}
+        if addr is None:
+            source = "failed (NULL)"
+        elif delta["grouped_replenish"]:
+            source = ("grouped cache, replenished: a 2 MiB block was split, "
+                      f"{after['grouped_cache_pages']} pages now cached")
+        elif delta["grouped_fallback"]:
+            source = "a single order-0 page (no 2 MiB block free)"
+        else:
+            source = "grouped cache hit"
+        warns = m.warnings
+        warning = next((w for w in warns if "VM_GROUP_PAGES" in w), warns[0] if warns else "")
+        extra, missing = gfp_t(int(down) & ~int(GFP_GROUPED)), gfp_t(int(GFP_GROUPED) & ~int(down))
+        self.values = {"mask": int(mask), "passed_down": int(down), "equals_grouped": equals,
+                       "allocated": addr is not None, "warning": warning, "source": source}
+        rows = [("mask", f"{int(mask):#x}  {mask}"),
+                ("__vmalloc_area_node passes down", f"{int(down):#x}  {down}"),
+                (f"== GFP_GROUPED ({int(GFP_GROUPED):#x})", "yes" if equals else "no")]
+        if not equals:
+            rows += [("extra bits", f"{int(extra):#x}  {extra}" if extra else "–"),
+                     ("missing bits", f"{int(missing):#x}  {missing}" if missing else "–")]
+        rows += [("VM_GROUP_PAGES allocation", "succeeded" if addr is not None else "failed"),
+                 ("from", source), ("WARN", warning or "–")]
+        self.table.value = _table(rows)
+
+
+def gfp_flags_explorer():
+    """Checkbox per __GFP_* bit: the mask, what vmalloc passes down, VM_GROUP_PAGES's verdict."""
+    return GfpFlagsExplorer()
+
+
+# ------------------------------------------------------------------ memory pressure
+
+class PressureExplorer(Panel):
+    """Pressure slider → a fresh grouped machine, 300 RO+X module pages, half freed."""
+
+    title = "Memory pressure and the grouped cache"
+
+    def __init__(self, seed=0, nodes=1, node_mem="2G", allocs=PRESSURE_ALLOCS):
+        super().__init__(figsize=(11, 5))
+        self.nodes, self.node_mem, self.allocs = nodes, node_mem, allocs
+        self.controls["level"] = W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05,
+                                               description="pressure", readout_format=".2f",
+                                               continuous_update=False)
+        self.controls["seed"] = _seed_control(seed)
+        self._observe("level", "seed")
+        self._layout(W.HBox([self.controls["level"], self.controls["seed"]]))
+        self.axes = self.figure.subplots(1, 2, width_ratios=(1, 1.3))
+        self.refresh()
+
+    def _compute(self):
+        level = float(self.controls["level"].value)
+        seed = _seed_of(self)
+        self._set_header(f"Machine(nodes={self.nodes}, node_mem={self.node_mem!r}, "
+                         f"patches=(1, 2, 3), seed={seed}); pressure {level:.2f}; "
+                         f"{self.allocs} one-page module_alloc areas made RO+X, half freed")
+        t0 = time.perf_counter()
+        m = Machine(nodes=self.nodes, node_mem=self.node_mem, patches=(1, 2, 3), seed=seed)
+        m.set_memory_pressure(level)
+        addrs, failed = [], 0
+        for _ in range(self.allocs):
+            addr = m.module_alloc(4096)
+            if addr is None:
+                failed += 1
+                continue
+            m.set_vm_flush_reset_perms(addr)
+            m.set_memory_ro(addr, 1)
+            m.set_memory_x(addr, 1)
+            addrs.append(addr)
+        for addr in addrs[::2]:
+            m.vfree(addr)
+        self.machine = m
+        mi, st = m.meminfo(), m.stats()
+        self.values = {
+            "level": level, "seed": seed,
+            "free_mb": round(mi["MemFree"] / 1024, 1),
+            "order9_blocks": m.order9_free_blocks(),
+            "fallbacks": st["grouped_fallback"],
+            "cache_pages": st["grouped_cache_pages"],
+            "shrinker_calls": st["shrinker_calls"],
+            "shrinker_freed": st["shrinker_freed"],
+            "directmap4k_kb": mi["DirectMap4k"],
+            "replenish": st["grouped_replenish"],
+            "failed": failed,
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+        v = self.values
+        self.table.value = _table([
+            ("free memory (MB)", v["free_mb"]), ("free order-9 blocks", v["order9_blocks"]),
+            ("replenishes (2 MiB blocks)", v["replenish"]),
+            ("fallbacks to single pages", v["fallbacks"]),
+            ("grouped cache pages", v["cache_pages"]),
+            ("shrinker calls / pages freed", f"{v['shrinker_calls']} / {v['shrinker_freed']}"),
+            ("DirectMap4k (kB)", f"{v['directmap4k_kb']:,}"),
+            ("module_alloc failures", failed)])
+        viz.direct_map_picture(m, self.axes[0])
+        viz.buddyinfo_bars(m, self.axes[1])
+
+
+def pressure_explorer(seed=0, nodes=1, node_mem="2G"):
+    """Slide background memory pressure and watch the grouped cache replenish or fall back."""
+    return PressureExplorer(seed=seed, nodes=nodes, node_mem=node_mem)
+
+
+# ------------------------------------------------------------------ NUMA
+
+class NumaExplorer(Panel):
+    """Nodes slider → NUMA_NO_NODE module_alloc()s: per-node cache, round-robin, cross-node hits."""
+
+    title = "NUMA: where grouped pages come from"
+
+    def __init__(self, seed=0):
+        super().__init__(figsize=(11, 4))
+        self.controls["nodes"] = W.IntSlider(value=2, min=1, max=8, description="nodes",
+                                             continuous_update=False)
+        self.controls["allocs"] = W.IntSlider(value=1200, min=16, max=2048, step=16,
+                                              description="allocations",
+                                              continuous_update=False)
+        self.controls["cpus"] = W.Dropdown(options=list(NUMA_CPU_CHOICES), description="run on")
+        self.controls["seed"] = _seed_control(seed)
+        self._observe("nodes", "allocs", "cpus", "seed")
+        c = self.controls
+        self._layout(W.HBox([c["nodes"], c["allocs"]]), W.HBox([c["cpus"], c["seed"]]))
+        self.axes = self.figure.subplots(1, 2)
+        self.refresh()
+
+    def _compute(self):
+        nodes, allocs = int(self.controls["nodes"].value), int(self.controls["allocs"].value)
+        seed = _seed_of(self)
+        choice = self.controls["cpus"].value
+        self._set_header(f"Machine(nodes={nodes}, node_mem={NUMA_NODE_MEM!r}, patches=(1, 2, 3), "
+                         f"seed={seed}): {allocs} one-page module_alloc()s (NUMA_NO_NODE) on "
+                         f"{choice}, every other one vfree()d, then {NUMA_PROBES} more from CPU 0")
+        m = Machine(nodes=nodes, node_mem=NUMA_NODE_MEM, patches=(1, 2, 3), seed=seed)
+        nr_cpus = nodes * m.config["cpus_per_node"]
+        pick = NUMA_CPU_CHOICES[choice]
+        rng = random.Random(seed)
+        addrs, lookups = [], 0
+        for i in range(allocs):
+            m.cpu = pick(i, nr_cpus, rng)
+            addr = m.module_alloc(4096)
+            lookups += 1
+            if addr is not None:
+                addrs.append(addr)
+        for addr in addrs[::2]:
+            m.vfree(addr)
+        cache_before_probes = list(m.stats()["grouped_cache_pages_per_node"])
+        m.cpu = 0
+        page_nodes, start_nodes = [], []
+        for _ in range(NUMA_PROBES):
+            # nid_round_robin: one atomic_fetch_inc per NUMA_NO_NODE lookup since boot.
+            start_nodes.append(lookups % nodes)
+            addr = m.module_alloc(4096)
+            lookups += 1
+            page_nodes.append(m.find_vm_area(addr).pages[0].nid if addr is not None else None)
+        self.machine = m
+        st = m.stats()
+        replenish = [0] * nodes
+        for block in m.grouped_blocks():
+            replenish[block["node"]] += 1
+        self.values = {
+            "nodes": nodes, "seed": seed,
+            "cache_per_node": list(st["grouped_cache_pages_per_node"]),
+            "cross_node": st["grouped_cross_node"],
+            "replenish": replenish,
+            "hits": st["grouped_hits"],
+            "fallbacks": st["grouped_fallback"],
+            "cache_before_probes": cache_before_probes,
+            "start_nodes": start_nodes,
+            "page_nodes": page_nodes,
+            "failed": allocs - len(addrs),
+        }
+        v = self.values
+        self.table.value = _table([
+            ("cached pages per node", v["cache_per_node"]),
+            ("replenishes (2 MiB blocks) per node", v["replenish"]),
+            ("cache hits / cross-node hits", f"{v['hits']} / {v['cross_node']}"),
+            (f"{NUMA_PROBES} more from CPU 0 (node 0): lookup starts at node",
+             " ".join(map(str, start_nodes))),
+            ("… page came from node", " ".join(map(str, page_nodes)))])
+        viz.cache_bars(m, self.axes[0])
+        ax = self.axes[1]
+        ax.clear()
+        bars = ax.bar(range(nodes), replenish, color=viz.OKABE_ITO["orange"], hatch="..",
+                      edgecolor=viz.HATCH_INK)
+        ax.bar_label(bars, fontsize="small")
+        ax.set_xticks(range(nodes))
+        ax.set_xticklabels([f"node {n}" for n in range(nodes)])
+        ax.set_ylabel("2 MiB blocks replenished")
+        ax.set_ylim(0, max(replenish + [1]) * 1.2)
+        ax.set_title(f"Replenishes per node; {v['cross_node']} of {v['hits']} hits cross-node")
+
+
+def numa_explorer(seed=0):
+    """Slide the node count and see per-node caches, round-robin lookups and cross-node hits."""
+    return NumaExplorer(seed=seed)
+
+
+# ------------------------------------------------------------------ experiment dashboard
+
+def _replay(name, seed, cal, design, **kw):
+    """Play a scenario on one kernel design as run_experiment does, keeping the Machine."""
+    m = Machine(seed=seed, **design, **cal.machine_kwargs())
+    m.set_memory_pressure(cal.pressure)
+    for events in build_events(name, seed, **kw).values():
+        m.play(events, cal.churn_per_event, None,
+               kernel_churn_per_event=cal.kernel_churn_per_event,
+               migrate_every=cal.migrate_every)
+    return m
+
+
+class ExperimentDashboard(Panel):
+    """bpf-load on baseline vs grouped: timeline, two direct maps, reduction; Run button."""
+
+    title = f"Experiment: {DASHBOARD_SCENARIO}, baseline vs grouped"
+
+    def __init__(self, seed=0, autorun=True):
+        super().__init__(figsize=(13, 5))
+        c = self.controls
+        c["nodes"] = W.IntSlider(value=1, min=1, max=4, description="nodes",
+                                 continuous_update=False)
+        c["pressure"] = W.FloatSlider(value=0.3, min=0.0, max=1.0, step=0.05,
+                                      description="pressure", readout_format=".2f",
+                                      continuous_update=False)
+        c["gfp"] = W.Dropdown(options=list(DASHBOARD_GFPS), description="callers' gfp",
+                              style={"description_width": "initial"})
+        c["seed"] = _seed_control(seed)
+        c["fedora"] = W.Checkbox(value=False, indent=False,
+                                 description=f"also fedora-bpf (test_tag_stride="
+                                             f"{FEDORA_TEST_TAG_STRIDE}, ~5 s more)")
+        c["run"] = W.Button(description="Run", button_style="primary", icon="play")
+        c["run"].on_click(lambda _button: self.refresh())
+        for name in ("nodes", "pressure", "gfp", "seed", "fedora"):
+            c[name].observe(self._stale, names="value")
+        self._layout(W.HBox([c["nodes"], c["pressure"], c["seed"]]),
+                     W.HBox([c["gfp"], c["fedora"], c["run"]]))
+        self.axes = self.figure.subplots(1, 3, width_ratios=(1.2, 1, 1))
+        self.machines = {}
+        self.result = None
+        self._set_header(f"seed {seed}: press Run")
+        if autorun:
+            self.refresh()
+
+    def refresh(self):
+        """Run the experiments with the current settings (the Run button); False if refused."""
+        self.controls["run"].disabled = True
+        try:
+            return super().refresh()
+        finally:
+            self.controls["run"].disabled = False
+
+    def _stale(self, _change=None):
+        if self.values:
+            self._say("settings changed: press Run to re-run")
+
+    def _compute(self):
+        c = self.controls
+        seed = _seed_of(self)
+        nodes, pressure = int(c["nodes"].value), float(c["pressure"].value)
+        gfp_label = c["gfp"].value
+        gfp = DASHBOARD_GFPS[gfp_label]
+        cal = Calibration(nodes=nodes, node_mem=DASHBOARD_NODE_MEM, pressure=pressure)
+        self._set_header(f"seed {seed}; {nodes} node(s) × {DASHBOARD_NODE_MEM}, pressure "
+                         f"{pressure:.2f}; {DASHBOARD_PROGRAMS} one-page BPF programs kept loaded")
+        t0 = time.perf_counter()
+        kernels = {k: KERNELS[k] for k in ("baseline", "grouped")}
+        result = run_experiment(DASHBOARD_SCENARIO, seed=seed, cal=cal, kernels=kernels,
+                                programs=DASHBOARD_PROGRAMS)
+        # run_experiment keeps only numbers; replay each kernel for the direct-map pictures.
+        machines = {k: _replay(DASHBOARD_SCENARIO, seed, cal, d, programs=DASHBOARD_PROGRAMS)
+                    for k, d in kernels.items()}
+        # The callers' gfp: VM_GROUP_PAGES takes GFP_KERNEL only (exactly GFP_GROUPED after
+        # __vmalloc_area_node adds __GFP_NOWARN|__GFP_HIGHMEM); anything else WARNs, NULL.
+        probe = Machine(seed=seed, **kernels["grouped"], **cal.machine_kwargs())
+        ok = sum(probe.vmalloc_node_range(4096, gfp=gfp, vm_flags=VM_GROUP_PAGES,
+                                          node=NUMA_NO_NODE, caller="dashboard") is not None
+                 for _ in range(DASHBOARD_GFP_PROBES))
+        failed = DASHBOARD_GFP_PROBES - ok
+        runs = result["runs"]
+        self.result, self.machines, self.machine = result, machines, machines["grouped"]
+        self.values = {
+            "reduction_pct": result["reduction_pct"],
+            "baseline_4k": runs["baseline"]["DirectMap4k"],
+            "grouped_4k": runs["grouped"]["DirectMap4k"],
+            "warnings": runs["grouped"]["warnings"] + len(probe.warnings),
+            "warning": probe.warnings[0] if probe.warnings else "",
+            "gfp": gfp_label, "grouped_failed": failed, "seed": seed, "nodes": nodes,
+            "pressure": pressure,
+        }
+        if any(machines[k].meminfo()["DirectMap4k"] != runs[k]["DirectMap4k"] for k in kernels):
+            self.values["_note"] = ("note: the pictures' replay differs from run_experiment's "
+                                    "numbers (the table shows run_experiment's)")
+        if c["fedora"].value:
+            fedora = run_experiment("fedora-bpf", seed=seed, cal=cal,
+                                    test_tag_stride=FEDORA_TEST_TAG_STRIDE)
+            self.values["fedora_reduction_pct"] = fedora["reduction_pct"]
+        self.values["seconds"] = round(time.perf_counter() - t0, 2)
+        v = self.values
+        rows = [("DirectMap4k baseline (kB)", f"{v['baseline_4k']:,}"),
+                ("DirectMap4k grouped (kB)", f"{v['grouped_4k']:,}"),
+                ("reduction", f"{v['reduction_pct']}%")]
+        if "fedora_reduction_pct" in v:
+            rows.append(("fedora-bpf reduction", f"{v['fedora_reduction_pct']}%"))
+        rows += [(f"VM_GROUP_PAGES with {gfp_label}",
+                  f"{failed} of {DASHBOARD_GFP_PROBES} failed" if failed
+                  else f"all {DASHBOARD_GFP_PROBES} succeeded"),
+                 ("WARNs", f"{v['warnings']}: {v['warning']}" if v["warning"] else v["warnings"]),
+                 ("seconds", v["seconds"])]
+        if failed:
+            rows.append(("so", "with these callers every grouped allocation fails: modules and "
+                               "BPF JITs would not load, and the reduction above is moot"))
+        self.table.value = _table(rows)
+        viz.directmap_timeline(result, self.axes[0])
+        for ax, k in zip(self.axes[1:], kernels, strict=True):
+            viz.direct_map_picture(machines[k], ax, title=f"{k}: DirectMap4k "
+                                                         f"{runs[k]['DirectMap4k']:,} kB")
+
+
+def experiment_dashboard(seed=0, autorun=True):
+    """bpf-load on baseline vs grouped, side by side, with a Run button (and the callers' gfp)."""
+    return ExperimentDashboard(seed=seed, autorun=autorun)
+
+
+# ------------------------------------------------------------------ predict → reveal
+
+class PredictReveal(Panel):
+    """A question, a box for the learner's prediction, and a Reveal button running the model."""
+
+    title = "Predict, then reveal"
+
+    def __init__(self, question, answer, choices=None):
+        super().__init__()
+        self.answer = answer
+        if choices:
+            self.controls["prediction"] = W.Dropdown(options=["(choose)", *choices],
+                                                     description="prediction")
+        else:
+            self.controls["prediction"] = W.Text(placeholder="your prediction",
+                                                 description="prediction")
+        self.controls["reveal"] = W.Button(description="Reveal", icon="eye")
+        self.controls["reveal"].on_click(lambda _button: self.reveal())
+        self.revealed = False
+        self.values = {"prediction": "", "answer": None, "revealed": False}
+        self.header.value = f"<p><b>{html.escape(str(question))}</b></p>"
+        self._layout(W.HBox([self.controls["prediction"], self.controls["reveal"]]))
+
+    def reveal(self):
+        """Run the answer and show it next to the prediction."""
+        self.revealed = True
+        return self.refresh()
+
+    def _compute(self):
+        prediction = self.controls["prediction"].value
+        self.values["prediction"] = prediction
+        if not self.revealed:
+            return
+        text = _answer_text(self.answer)
+        self.values.update(answer=text, revealed=True)
+        self.table.value = (f"<div>you predicted: <i>{html.escape(str(prediction) or '–')}</i>"
+                            f"</div><pre>{html.escape(text)}</pre>")
+
+
+def _answer_text(answer):
+    return str(answer() if callable(answer) else answer)
+
+
+def predict_reveal(question, answer, choices=None):
+    """A predict → reveal exercise: prediction box plus a Reveal button that runs answer()."""
+    return PredictReveal(question, answer, choices)
+
+
+def show_answer(answer):
+    """Print the answer now (answer() if callable), so notebook solutions run in CI."""
+    print(_answer_text(answer))
+
+
+__all__ = ["GFP_BITS", "experiment_dashboard", "gfp_flags_explorer", "numa_explorer",
+           "passed_down", "predict_reveal", "pressure_explorer", "show_answer"]
