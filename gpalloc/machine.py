@@ -26,6 +26,7 @@ from .state import KNOWN_FAULTS, KNOWN_FEATURES, Kernel, boot_4k_region_list
 from .units import memparse
 from .workloads import background as _bg
 from .workloads import events as _events
+from .workloads import from_proc as _from_proc
 
 NUMA_NO_NODE = -1
 _vmalloc_node_range = _vm.__vmalloc_node_range   # module level: no class-name mangling
@@ -60,7 +61,7 @@ class Machine:
     "cpa_merge" (Aaron Lu's 2022 RFC: split mappings merge back when uniform again).
     ``boot_4k``: how much of the direct map boot already maps with 4K pages (2 MiB
     multiples; real machines show 30–150 MB, e.g. 30,720 kB on a 6.18 VM with no
-    modules, data/real fcvm-6.18-meminfo.txt).
+    modules, data/machines/fcvm-6.18/meminfo.txt).
     """
 
     def __init__(self, nodes=1, node_mem="4G", gbpages=True, cpus_per_node=2, seed=0,
@@ -99,12 +100,24 @@ class Machine:
                            boot_4k=boot_4k, kaslr=bool(kaslr), list_head=list_head,
                            nr_scanned_quirk=bool(nr_scanned_quirk), faults=tuple(faults),
                            unmapped_cache=bool(unmapped_cache), features=tuple(features))
+        self.capture = None   # set by from_proc(): the parsed /proc data it was built from
         self.k = Kernel(nodes=nodes, node_pages=node_pages, cpus_per_node=cpus_per_node,
                         gbpages=bool(gbpages),
                         boot_4k_regions=boot_4k_region_list(b4k, nodes * node_pages),
                         seed=seed, patches=patches, kaslr=bool(kaslr), list_head=list_head,
                         nr_scanned_quirk=bool(nr_scanned_quirk), faults=faults,
                         unmapped_cache=bool(unmapped_cache), features=features)
+
+    @classmethod
+    def from_proc(cls, source, load_modules=True, pressure=0.0, **kwargs):
+        """A machine shaped like a real one: a folder of /proc captures or parsed data.
+
+        Nodes, RAM, 1G pages and the module list come from the capture
+        (gpalloc.workloads.from_proc says what is inferred and how); keyword
+        arguments override, e.g. ``patches=(1, 2, 3)``.  ``pressure``: a level for the
+        background memory before the modules load, or "capture" for the capture's own.
+        """
+        return _from_proc.from_proc(cls, source, load_modules, pressure, **kwargs)
 
     def __repr__(self):
         c = self.config

@@ -11,7 +11,7 @@ Machine for ``fedora-bpf`` (a 2021 Fedora VM, as plausible as we can make it):
   passes pdpe1gb, so gbpages are used).
 * ``boot_4k`` = 30 MiB: DirectMap4k of a booted VM *before* modules split
   anything — 30,720 kB on the 6.18 Firecracker VM booted with ``nomodule``
-  (data/real fcvm-6.18-meminfo.txt).  Larger captures (65–140 MB) already
+  (data/machines/fcvm-6.18/meminfo.txt).  Larger captures (65–140 MB) already
   include module and BPF splits, which the model adds itself.
 * background ``pressure`` 0.3: page cache and user memory of a booted desktop VM
   running a test suite (about a third of RAM used, free memory scattered);
