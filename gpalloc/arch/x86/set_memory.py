@@ -28,6 +28,7 @@ from .pgtable_types import (
 from .tlb import flush_tlb_all, flush_tlb_pages, tlb_single_page_flush_ceiling
 
 ENOMEM, EFAULT = 12, 14
+_PAGE_KERNEL_INT = int(PAGE_KERNEL)   # entries hold plain ints; format with format_prot()
 LEVEL_PAGES = {PG_LEVEL_4K: 1, PG_LEVEL_2M: PAGES_PER_2M, PG_LEVEL_1G: PAGES_PER_1G}
 
 
@@ -51,7 +52,7 @@ class direct_map:
         table = self.pte.get(p)
         if table is not None:
             return PG_LEVEL_4K, table[pfn & 511]
-        return PG_LEVEL_2M, self.pmd.get(p, PAGE_KERNEL)
+        return PG_LEVEL_2M, self.pmd.get(p, _PAGE_KERNEL_INT)
 
     def kb(self):
         """DirectMap4k/2M/1G in kB, as arch_report_meminfo() prints them."""
