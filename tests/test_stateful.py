@@ -1,0 +1,516 @@
+"""Stateful property test: random operation sequences through a small Machine.
+
+Hypothesis drives vmalloc / module_alloc / set_memory_* / vfree / alloc_pages /
+free_pages / drop_caches / shrink_slab / memory pressure / CPU switches through
+one Machine per run (1–2 nodes of 256M–1G, patches () or (1, 2, 3), both list_head
+variants, either nr_scanned variant) and
+calls ``m.check()`` after every step, plus the spec §10.3 invariants that
+check() does not cover from the outside:
+
+* DirectMap counters only move down a level (v5.11 never merges): DirectMap1G
+  never grows, DirectMap4k never shrinks; the three cover RAM exactly;
+  DirectMap4k kB == 4 × the number of 4K entries in the page tables.
+* Page accounting: MemFree + pcp + live areas + grouped cache + page tables +
+  pages the test holds + background page cache (Cached) and kernel blocks ==
+  MemTotal (so never more than MemTotal).
+* VmallocUsed == the pages of the areas the test believes are live.
+* With patch 2 a cached page is never mapped by a live area.
+* set_memory_x/nx never touch the direct map; ro/rw change the alias too.
+* After vfree of a VM_FLUSH_RESET_PERMS area every page's alias is a 4K,
+  present+RW PTE; with grouping every page is back in the cache.
+
+The test plays a well-behaved kernel caller: it never makes a page RW and X
+at once (x only on pages that are RO, rw only on pages that are NX), and it
+restores RW+NX before a vfree of an area without VM_FLUSH_RESET_PERMS (or sets
+the flag when the restore fails).
+"""
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    multiple,
+    precondition,
+    rule,
+)
+
+from gpalloc import GFP_KERNEL, NUMA_NO_NODE, VM_FLUSH_RESET_PERMS, VM_GROUP_PAGES, Machine
+from gpalloc.arch.x86.module import MODULES_END
+from gpalloc.arch.x86.pgtable_types import _PAGE_NX, _PAGE_PRESENT, _PAGE_RW, PG_LEVEL_4K
+from gpalloc.mm.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE
+from gpalloc.mm.page import PAGE_OFFSET, PAGE_SIZE
+from gpalloc.mm.vmalloc import VMALLOC_END
+
+# Module level on purpose: a name starting with "__" inside a class body is mangled.
+GFP_KERNEL_ZERO = GFP_KERNEL | __GFP_ZERO
+MAX_AREA_PAGES = 40
+P_RW = _PAGE_PRESENT | _PAGE_RW
+ENOMEM, EFAULT = 12, 14
+# (nodes, node_mem): small enough to run out of memory.  2 × 1G is the only shape with a
+# 1G direct-map entry (the first 1G never is one), so it is listed twice.
+SHAPES = [(1, "256M"), (2, "256M"), (1, "512M"), (2, "512M"), (2, "1G"), (2, "1G")]
+
+
+class Area:
+    """What the test knows about one live vmalloc area."""
+
+    def __init__(self, addr, npages, grouped, reset_perms):
+        self.addr, self.npages = addr, npages
+        self.grouped = grouped            # pages come from (and go back to) the grouped cache
+        self.reset_perms = reset_perms    # VM_FLUSH_RESET_PERMS set
+        self.maybe_w = [True] * npages    # page may be writable (vmalloc PTE and alias)
+        self.maybe_x = [False] * npages   # page may be executable
+        self.touched = False              # any set_memory_* call
+
+    def end(self):
+        return self.addr + (self.npages + 1) * PAGE_SIZE   # + guard page
+
+    def __repr__(self):
+        return f"Area({self.addr:#x}, {self.npages}p)"
+
+
+class Held:
+    """A block the test got from alloc_pages."""
+
+    def __init__(self, page, order):
+        self.page, self.order = page, order
+
+    def __repr__(self):
+        return f"Held(pfn={self.page.pfn:#x}, order={self.order})"
+
+
+def _directmap(m):
+    mi = m.meminfo()
+    return mi["DirectMap4k"], mi["DirectMap2M"], mi.get("DirectMap1G", 0)
+
+
+def _cached_pfns(m):
+    """pfns of every page waiting in the grouped cache."""
+    g = m.k.grouped
+    if g is None or g.grouped_pages_lru is None:
+        return set()
+    out = set()
+    for nlru in g.grouped_pages_lru.node:
+        for item in nlru.lru.list:
+            page = m.k.pages.virt_to_page(item) if g.storage == "contents" else item
+            out.add(page.pfn)
+    return out
+
+
+class GpallocStateMachine(RuleBasedStateMachine):
+    areas = Bundle("areas")
+    held = Bundle("held")
+
+    def __init__(self):
+        super().__init__()
+        self.m = None
+        self.live = {}        # addr → Area
+        self.freed = []       # addresses of areas already vfree'd
+        self.held_pages = 0   # pages held through alloc_pages
+        self.prev_dm = None
+        self.pressured = False
+
+    # ------------------------------------------------------------ setup
+    @initialize(shape=st.sampled_from(SHAPES), patches=st.sampled_from([(), (1, 2, 3)]),
+                list_head=st.sampled_from(["contents", "struct_page"]),
+                nr_scanned_quirk=st.booleans(), seed=st.integers(0, 3),
+                cpu=st.sampled_from([3, 0, 1, 2]))
+    def boot(self, shape, patches, list_head, nr_scanned_quirk, seed, cpu):
+        nodes, node_mem = shape
+        self.m = Machine(nodes=nodes, node_mem=node_mem, patches=patches, seed=seed,
+                         list_head=list_head, nr_scanned_quirk=nr_scanned_quirk)
+        self.m.cpu = cpu % self.m.k.nr_cpus   # 3: start on the last node (its 1G entry)
+        self.prev_dm = _directmap(self.m)
+
+    # ------------------------------------------------------------ helpers
+    def _node(self, node):
+        return NUMA_NO_NODE if node == NUMA_NO_NODE else min(node, self.m.k.nr_nodes - 1)
+
+    def _grouping(self, vm_flags):
+        g = self.m.k.grouped
+        return bool(vm_flags & VM_GROUP_PAGES) and g is not None and g.grouped_page_en
+
+    def _new_area(self, addr, size, grouped, reset_perms):
+        npages = -(-size // PAGE_SIZE)
+        vm = self.m.find_vm_area(addr)
+        assert vm is not None and vm.addr == addr, f"no vm_struct at {addr:#x}"
+        assert vm.nr_pages == npages, f"{vm!r}: expected {npages} pages"
+        assert addr not in self.live, f"{addr:#x} handed out twice"
+        for a in self.live.values():
+            assert addr + (npages + 1) * PAGE_SIZE <= a.addr or addr >= a.end(), \
+                f"new area {addr:#x} overlaps live {a!r}"
+        area = Area(addr, npages, grouped, reset_perms)
+        self.live[addr] = area
+        return area
+
+    def _alias(self, area):
+        """(level, prot) of the direct-map alias of every page of an area."""
+        vm = self.m.find_vm_area(area.addr)
+        return [self.m.k.dmap.lookup_address(p.pfn) for p in vm.pages]
+
+    def _expect_unchanged_dm(self, before, what):
+        assert _directmap(self.m) == before, \
+            f"{what} changed DirectMap {before} -> {_directmap(self.m)}"
+
+    def _stable(self):
+        """Snapshot for operations that must not touch the direct map."""
+        return _directmap(self.m)
+
+    # ------------------------------------------------------------ vmalloc
+    @rule(target=areas, size=st.integers(1, MAX_AREA_PAGES * PAGE_SIZE))
+    def vmalloc(self, size):
+        before, used = self._stable(), self.m.meminfo()["VmallocUsed"]
+        addr = self.m.vmalloc(size)
+        self._expect_unchanged_dm(before, "vmalloc")
+        if addr is None:
+            assert self.m.meminfo()["VmallocUsed"] == used
+            return multiple()
+        return self._new_area(addr, size, False, False).addr
+
+    @rule(target=areas, size=st.integers(1, MAX_AREA_PAGES * PAGE_SIZE),
+          node=st.integers(-1, 1),
+          vm_flags=st.sampled_from([0, VM_GROUP_PAGES, VM_FLUSH_RESET_PERMS,
+                                    VM_GROUP_PAGES | VM_FLUSH_RESET_PERMS]),
+          zero=st.booleans())
+    def vmalloc_node_range(self, size, node, vm_flags, zero):
+        gfp = GFP_KERNEL_ZERO if zero else GFP_KERNEL
+        grouped = self._grouping(vm_flags)
+        before, nwarn = self._stable(), len(self.m.warnings)
+        used = self.m.meminfo()["VmallocUsed"]
+        addr = self.m.vmalloc_node_range(size, gfp=gfp, vm_flags=vm_flags,
+                                         node=self._node(node))
+        if addr is not None or not vm_flags & VM_FLUSH_RESET_PERMS:
+            # (a failure part-way vfrees the pages it got: with the flag, that resets them)
+            self._expect_unchanged_dm(before, "vmalloc_node_range")
+        if grouped and zero:   # RFC 2/3: exact GFP_GROUPED or WARN + NULL
+            assert addr is None, "VM_GROUP_PAGES with __GFP_ZERO must fail"
+            assert any("Unsupported GFP flags for VM_GROUP_PAGES" in w
+                       for w in self.m.warnings[nwarn:]), self.m.warnings[nwarn:]
+        if addr is None:
+            assert self.m.meminfo()["VmallocUsed"] == used
+            return multiple()
+        return self._new_area(addr, size, grouped, bool(vm_flags & VM_FLUSH_RESET_PERMS)).addr
+
+    @rule(target=areas, size=st.integers(1, MAX_AREA_PAGES * PAGE_SIZE))
+    def module_alloc(self, size):
+        before = self._stable()
+        addr = self.m.module_alloc(size)
+        self._expect_unchanged_dm(before, "module_alloc")
+        if addr is None:
+            return multiple()
+        grouped = 3 in self.m.k.patches and self._grouping(VM_GROUP_PAGES)
+        return self._new_area(addr, size, grouped, False).addr
+
+    @rule(addr=areas)
+    def set_vm_flush_reset_perms(self, addr):
+        before = self._stable()
+        assert self.m.set_vm_flush_reset_perms(addr)
+        self._expect_unchanged_dm(before, "set_vm_flush_reset_perms")
+        self.live[addr].reset_perms = True
+
+    # ------------------------------------------------------------ permissions
+    def _range(self, area, whole, start, count):
+        if whole:
+            return 0, area.npages
+        i = start % area.npages
+        return i, min(count, area.npages - i)
+
+    def _set_memory(self, area, op, i, n, overrun=False):
+        """set_memory_{op} on pages [i, i+n) of an area (+ the guard page if overrun), checked.
+
+        Returns 0 or -errno: -ENOMEM when a split finds no page-table page, -EFAULT (with
+        the kernel's "zero pte" WARN) when the range runs into the guard page.
+        """
+        m = self.m
+        fn = {"ro": m.set_memory_ro, "rw": m.set_memory_rw,
+              "x": m.set_memory_x, "nx": m.set_memory_nx}[op]
+        area.touched = True
+        if op == "rw":
+            area.maybe_w[i:i + n] = [True] * n
+        elif op == "x":
+            area.maybe_x[i:i + n] = [True] * n
+        alias_before, dm_before, nwarn = self._alias(area), _directmap(m), len(m.warnings)
+        ret = fn(area.addr + i * PAGE_SIZE, n + overrun)
+        alias_after = self._alias(area)
+        if op in ("x", "nx"):   # NX-only changes skip the alias
+            assert alias_after == alias_before, f"set_memory_{op} changed the direct map"
+            assert _directmap(m) == dm_before, f"set_memory_{op} changed DirectMap counters"
+        if overrun:
+            assert ret in (-EFAULT, -ENOMEM), f"set_memory_{op} into the guard page: {ret}"
+        else:
+            assert ret in (0, -ENOMEM), f"set_memory_{op}: {ret}"
+        if ret == -EFAULT:
+            assert any("CPA: called for zero pte" in w for w in m.warnings[nwarn:])
+        if ret:
+            return ret
+        vm = m.find_vm_area(area.addr)
+        for j in range(i, i + n):
+            vprot, (_, dprot) = vm.prot[j], alias_after[j]
+            if op == "ro":
+                assert not vprot & _PAGE_RW and not dprot & _PAGE_RW, f"ro page {j}"
+                area.maybe_w[j] = False
+            elif op == "rw":
+                assert vprot & _PAGE_RW and dprot & P_RW == P_RW, f"rw page {j}"
+            elif op == "x":
+                assert not vprot & _PAGE_NX, f"x page {j}"
+            else:
+                assert vprot & _PAGE_NX, f"nx page {j}"
+                area.maybe_x[j] = False
+        return 0
+
+    def _set_memory_rule(self, op, addr, whole, start, count, overrun):
+        """set_memory_{op} on a whole area or part of it; overrun: one page into the guard."""
+        area = self.live[addr]
+        i, n = self._range(area, whole, start, count)
+        overrun = overrun and i + n == area.npages
+        # W^X as a kernel caller keeps it: x only after ro, rw only after nx.
+        if op == "x" and any(area.maybe_w[i:i + n]):
+            if self._set_memory(area, "ro", i, n, overrun):
+                return
+        if op == "rw" and any(area.maybe_x[i:i + n]):
+            if self._set_memory(area, "nx", i, n, overrun):
+                return
+        self._set_memory(area, op, i, n, overrun)
+
+    @rule(addr=areas, whole=st.booleans(), start=st.integers(0, MAX_AREA_PAGES - 1),
+          count=st.integers(1, MAX_AREA_PAGES), overrun=st.booleans())
+    def set_memory_ro(self, addr, whole, start, count, overrun):
+        self._set_memory_rule("ro", addr, whole, start, count, overrun)
+
+    @rule(addr=areas, whole=st.booleans(), start=st.integers(0, MAX_AREA_PAGES - 1),
+          count=st.integers(1, MAX_AREA_PAGES), overrun=st.booleans())
+    def set_memory_rw(self, addr, whole, start, count, overrun):
+        self._set_memory_rule("rw", addr, whole, start, count, overrun)
+
+    @rule(addr=areas, whole=st.booleans(), start=st.integers(0, MAX_AREA_PAGES - 1),
+          count=st.integers(1, MAX_AREA_PAGES), overrun=st.booleans())
+    def set_memory_x(self, addr, whole, start, count, overrun):
+        self._set_memory_rule("x", addr, whole, start, count, overrun)
+
+    @rule(addr=areas, whole=st.booleans(), start=st.integers(0, MAX_AREA_PAGES - 1),
+          count=st.integers(1, MAX_AREA_PAGES), overrun=st.booleans())
+    def set_memory_nx(self, addr, whole, start, count, overrun):
+        self._set_memory_rule("nx", addr, whole, start, count, overrun)
+
+    def _stale(self):
+        """Addresses of vfree'd areas that no live area covers now."""
+        return [a for a in self.freed
+                if not any(x.addr <= a < x.end() for x in self.live.values())]
+
+    @precondition(lambda self: self.freed)
+    @rule(op=st.sampled_from(["ro", "rw", "x", "nx"]))
+    def set_memory_freed(self, op):
+        """set_memory_* on an address vfree'd earlier: WARN and -EFAULT, nothing changes."""
+        m = self.m
+        stale = self._stale()
+        if not stale:
+            return
+        before, nwarn = _directmap(m), len(m.warnings)
+        ret = getattr(m, f"set_memory_{op}")(stale[-1], 1)
+        assert ret == -EFAULT, f"set_memory_{op} on freed {stale[-1]:#x}: {ret}"
+        assert any("CPA: called for zero pte" in w for w in m.warnings[nwarn:])
+        self._expect_unchanged_dm(before, f"set_memory_{op} on a freed area")
+
+    # ------------------------------------------------------------ vfree
+    @rule(addr=consumes(areas))
+    def vfree(self, addr):
+        m = self.m
+        area = self.live[addr]
+        if area.touched and not area.reset_perms:
+            # Give the pages back as the allocator handed them out: RW+NX.
+            if self._set_memory(area, "nx", 0, area.npages) \
+                    or self._set_memory(area, "rw", 0, area.npages):
+                assert m.set_vm_flush_reset_perms(addr)
+                area.reset_perms = True
+        pages = list(m.find_vm_area(addr).pages)
+        before, used = _directmap(m), m.meminfo()["VmallocUsed"]
+        nwarn = len(m.warnings)
+        m.vfree(addr)
+        del self.live[addr]
+        self.freed.append(addr)
+        assert not [w for w in m.warnings[nwarn:] if "vfree" in w], m.warnings[nwarn:]
+        assert m.find_vm_area(addr) is None, f"{addr:#x} still mapped after vfree"
+        assert m.meminfo()["VmallocUsed"] == used - 4 * area.npages
+        if not area.reset_perms:
+            self._expect_unchanged_dm(before, "vfree without VM_FLUSH_RESET_PERMS")
+        else:   # §10.3: every alias split to 4K and reset to present+RW
+            # (a split that found no page-table page leaves the large entry as it was)
+            nomem = any("page allocation failure" in w for w in m.warnings[nwarn:])
+            for p in pages:
+                level, prot = m.k.dmap.lookup_address(p.pfn)
+                assert prot & P_RW == P_RW and (level == PG_LEVEL_4K or nomem), \
+                    f"pfn {p.pfn:#x} after reset-perms vfree: level {level} prot {prot:#x}"
+        if area.grouped:
+            cached = _cached_pfns(m)
+            assert all(p.pfn in cached for p in pages), "grouped page not back in the cache"
+
+    @rule(kind=st.sampled_from(["freed", "misaligned", "far_vmalloc", "far_module",
+                                "direct_map", "null"]),
+          offset=st.integers(1, PAGE_SIZE - 1))
+    def vfree_bogus(self, kind, offset):
+        """vfree of an address no live area starts at: a WARN, never an exception."""
+        m = self.m
+        if kind == "null":   # vfree(NULL) is fine and silent
+            nwarn = len(m.warnings)
+            m.vfree(None)
+            m.vfree(0)
+            assert len(m.warnings) == nwarn
+            return
+
+        def in_live(a):
+            return any(x.addr <= a < x.end() for x in self.live.values())
+
+        addr = None
+        if kind == "freed":
+            stale = self._stale()
+            addr = stale[-1] if stale else None
+        elif kind == "misaligned" and self.live:
+            addr = next(iter(self.live)) + offset
+        elif kind == "direct_map":
+            addr = PAGE_OFFSET + (m.k.max_pfn // 2) * PAGE_SIZE
+        elif kind == "far_module":
+            addr = MODULES_END - PAGE_SIZE
+        if addr is None:
+            addr = (VMALLOC_END + 1) - PAGE_SIZE
+        assert kind == "misaligned" or not in_live(addr)
+        before, used, nwarn = _directmap(m), m.meminfo()["VmallocUsed"], len(m.warnings)
+        m.vfree(addr)   # must WARN, not raise
+        new = m.warnings[nwarn:]
+        assert len(new) == 1 and "Trying to vfree()" in new[0], new
+        assert m.meminfo()["VmallocUsed"] == used
+        self._expect_unchanged_dm(before, "bogus vfree")
+        for a in self.live:
+            assert m.find_vm_area(a) is not None, f"bogus vfree({addr:#x}) freed {a:#x}"
+
+    # ------------------------------------------------------------ page allocator
+    @rule(target=held, order=st.integers(0, 10),
+          gfp=st.sampled_from([GFP_KERNEL, GFP_HIGHUSER_MOVABLE]), node=st.integers(-1, 1))
+    def alloc_pages(self, order, gfp, node):
+        before = self._stable()
+        page = self.m.alloc_pages(gfp, order, self._node(node))
+        self._expect_unchanged_dm(before, "alloc_pages")
+        if page is None:
+            return multiple()
+        assert page._refcount == 1 and page.owner == "kernel"
+        assert page.pfn % (1 << order) == 0, f"order-{order} block at pfn {page.pfn:#x}"
+        self.held_pages += 1 << order
+        return Held(page, order)
+
+    @rule(target=held, order=st.integers(7, 10), share=st.sampled_from([4, 2, 1]),
+          gfp=st.sampled_from([GFP_KERNEL, GFP_HIGHUSER_MOVABLE]))
+    def alloc_pages_many(self, order, share, gfp):
+        """Memory pressure: 1/share of RAM in order-`order` blocks, or until one fails."""
+        before, out = self._stable(), []
+        for _ in range(self.m.k.max_pfn // share >> order):
+            page = self.m.alloc_pages(gfp, order)
+            if page is None:
+                break
+            self.held_pages += 1 << order
+            out.append(Held(page, order))
+        self._expect_unchanged_dm(before, "alloc_pages")
+        return multiple(*out)
+
+    @rule(h=consumes(held))
+    def free_pages(self, h):
+        before = self._stable()
+        self.m.free_pages(h.page, h.order)
+        self.held_pages -= 1 << h.order
+        self._expect_unchanged_dm(before, "free_pages")
+
+    # ------------------------------------------------------------ reclaim
+    @rule(mode=st.sampled_from([1, 2, 3]))
+    def drop_caches(self, mode):
+        before = self._stable()
+        self.m.drop_caches(mode)
+        self._expect_unchanged_dm(before, "drop_caches")
+        if mode & 1:
+            assert self.m.meminfo()["Cached"] == 0, "drop_caches(1) left page cache"
+        if mode & 2:   # §10.5 S7: the cache is emptied
+            assert self.m.stats()["grouped_cache_pages"] == 0, "drop_caches(2) left cache"
+
+    @precondition(lambda self: not self.pressured)   # a refill costs ~0.1 s: once a run
+    @rule(level=st.sampled_from([0.5, 0.9, 1.0]))
+    def set_memory_pressure(self, level):
+        """Background page cache + unmovable kernel blocks down to a free-memory target."""
+        self.pressured = True
+        before = self._stable()
+        self.m.set_memory_pressure(level)
+        self._expect_unchanged_dm(before, "set_memory_pressure")
+
+    @precondition(lambda self: self.pressured)   # churns the background memory
+    @rule(steps=st.integers(1, 50))
+    def age(self, steps):
+        before = self._stable()
+        self.m.age(steps)
+        self._expect_unchanged_dm(before, "age")
+
+    @rule(nid=st.integers(0, 1), priority=st.integers(0, 12))
+    def shrink_slab(self, nid, priority):
+        before, cached = self._stable(), self.m.stats()["grouped_cache_pages"]
+        freed = self.m.shrink_slab(min(nid, self.m.k.nr_nodes - 1), priority)
+        self._expect_unchanged_dm(before, "shrink_slab")
+        assert 0 <= freed <= cached
+        assert self.m.stats()["grouped_cache_pages"] == cached - freed
+
+    @rule(cpu=st.integers(0, 3))
+    def set_cpu(self, cpu):
+        self.m.cpu = cpu % self.m.k.nr_cpus
+        assert self.m.k.numa_node_id() == self.m.cpu // self.m.k.cpus_per_node
+
+    # ------------------------------------------------------------ invariants
+    @invariant()
+    def model_check(self):
+        if self.m is not None:
+            self.m.check()
+
+    @invariant()
+    def directmap_only_moves_down(self):
+        if self.m is None:
+            return
+        m = self.m
+        d4k, d2m, d1g = now = _directmap(m)
+        p4k, _p2m, p1g = self.prev_dm
+        assert d1g <= p1g, f"DirectMap1G grew {p1g} -> {d1g}"
+        assert d4k >= p4k, f"DirectMap4k shrank {p4k} -> {d4k}"
+        assert d4k + d2m + d1g == m.k.max_pfn * 4, "DirectMap does not cover RAM"
+        dm = m.k.dmap
+        assert d4k == 4 * sum(len(t) for t in dm.pte.values()), "DirectMap4k vs PTE entries"
+        assert d1g == (1 << 20) * len(dm.gb), "DirectMap1G vs 1G entries"
+        self.prev_dm = now
+
+    @invariant()
+    def pages_add_up(self):
+        if self.m is None:
+            return
+        m = self.m
+        mi, st_ = m.meminfo(), m.stats()
+        pcp = sum(p.count for z in m.k.zones for p in z.pcp.values())
+        in_areas = sum(a.npages for a in self.live.values())
+        assert mi["VmallocUsed"] == 4 * in_areas, \
+            f"VmallocUsed {mi['VmallocUsed']} kB, live areas hold {in_areas} pages"
+        slab = sum(blocks.nr_pages for blocks in m.k.kernel_blocks)   # unmovable background
+        used = (pcp + in_areas + st_["grouped_cache_pages"] + st_["page_table_pages"]
+                + self.held_pages + slab) * 4 + mi["Cached"]
+        assert mi["MemFree"] + used <= mi["MemTotal"], f"{mi} + {used} kB in use"
+        assert mi["MemFree"] + used == mi["MemTotal"], \
+            f"MemFree {mi['MemFree']} + in use {used} != MemTotal {mi['MemTotal']} kB"
+
+    @invariant()
+    def cached_pages_not_mapped(self):
+        if self.m is None or self.m.k.grouped is None:
+            return
+        cached = _cached_pfns(self.m)
+        for addr in self.live:
+            for p in self.m.find_vm_area(addr).pages:
+                assert p.pfn not in cached, f"cached pfn {p.pfn:#x} mapped by {addr:#x}"
+
+
+GpallocStateMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=40, deadline=None, derandomize=True, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestGpallocStateful = GpallocStateMachine.TestCase
