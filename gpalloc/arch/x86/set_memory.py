@@ -225,6 +225,7 @@ def change_page_attr_set_clr(k, addr, numpages, set_, clr, force_split=False,
     if addr & 0xFFF:
         WARN(k, f"{name}: misaligned address {addr:#x}")
         addr &= ~0xFFF
+    k.trace(name, addr=addr, numpages=numpages)
     _vmalloc.vm_unmap_aliases(k)
     checkalias = checkalias and (set_ | clr) != _PAGE_NX
     flushtlb = force_flush_all = False
