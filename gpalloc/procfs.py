@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from gpalloc.workloads.lsmod import Module, parse_modules
+from gpalloc.workloads.lsmod import _read_source as read_source  # one reader for both
 
 __all__ = [
     "Module",
@@ -67,23 +68,6 @@ class _LineError(Exception):
 _PROMPT_RE = re.compile(r"\[[^\]\s@]+@[^\]\s]+(?: [^\]]*)?\][#$](?:\s.*)?\Z")
 
 
-def _read_source(path_or_text: str | os.PathLike, name: str | None) -> tuple[str, str]:
-    """Return (text, label): a path is read as UTF-8, a str with a newline (or "") is text."""
-    if isinstance(path_or_text, os.PathLike) or (
-        isinstance(path_or_text, str) and path_or_text and "\n" not in path_or_text
-    ):
-        label = name if name is not None else str(path_or_text)
-        data = Path(path_or_text).read_bytes()
-        try:
-            return data.decode("utf-8"), label
-        except UnicodeDecodeError as exc:
-            line = data.count(b"\n", 0, exc.start) + 1
-            raise ValueError(f"{label}:{line}: not UTF-8 text ({exc.reason})") from None
-    if isinstance(path_or_text, str):
-        return path_or_text, (name if name is not None else "<text>")
-    raise TypeError(f"expected a path or text, got {type(path_or_text).__name__}")
-
-
 def _lines(text: str) -> Iterator[tuple[int, str]]:
     """(line number, line without trailing white space), skipping blank/comment/prompt lines."""
     for lineno, raw in enumerate(text.split("\n"), start=1):
@@ -113,7 +97,7 @@ def parse_meminfo(path_or_text: str | os.PathLike, name: str | None = None) -> d
     Values with a ``kB`` unit are returned in kB; lines without a unit (``HugePages_Total``,
     ``HugePages_Free``, ...) are plain counts.  Order is kept; a repeated key is an error.
     """
-    text, label = _read_source(path_or_text, name)
+    text, label = read_source(path_or_text, name)
     out: dict[str, int] = {}
     first: dict[str, int] = {}
     for lineno, line in _lines(text):
@@ -152,7 +136,7 @@ def parse_buddyinfo(path_or_text: str | os.PathLike, name: str | None = None) ->
     ``cat /proc/buddyinfo`` snapshots one after another: a (node, zone) seen again starts
     snapshot 1, 2, ...
     """
-    text, label = _read_source(path_or_text, name)
+    text, label = read_source(path_or_text, name)
     entries: list[dict] = []
     seen: dict[tuple[int, str], int] = {}
     snapshot = 0
@@ -324,7 +308,7 @@ def parse_vmallocinfo(path_or_text: str | os.PathLike, name: str | None = None) 
     ``N<node>=``), ``unpurged`` and ``vm_map_ram`` (bools).  ``"unpurged vm_area"`` lines
     (lazily freed areas awaiting purge) and ``"vm_map_ram"`` lines use that text as caller.
     """
-    text, label = _read_source(path_or_text, name)
+    text, label = read_source(path_or_text, name)
     entries = []
     for lineno, line in _lines(text):
         try:
@@ -447,7 +431,7 @@ def parse_zoneinfo(path_or_text: str | os.PathLike, name: str | None = None) -> 
     (the ``per-node stats`` block, printed once per node with its first zone; else ``{}``).
     Per-CPU pageset lines are checked but not returned.  All counts are in 4 KiB pages.
     """
-    text, label = _read_source(path_or_text, name)
+    text, label = read_source(path_or_text, name)
     zones: list[dict] = []
     zone: dict | None = None
     header_line = 0

@@ -50,20 +50,27 @@ def _node_min(k, nid):
     return sum(z.min_wmark_pages() for z in k.node_zones[nid])
 
 
-def add_extent(k, nid, order, gfp=GFP_BACKGROUND_FILL):
-    """Allocate one page-cache extent on a node and put it on the node's LRU (newest)."""
-    page = alloc_pages_node(k, nid, gfp, order)
+def _add(k, page, order, owner, pools):
     if page is None:
         return False
-    page.owner = "pagecache"
-    k.lru[page.nid].add(page.pfn, order)
+    page.owner = owner
+    pools[page.nid].add(page.pfn, order)
     return True
+
+
+def _release(k, pool, pfn):
+    order = pool.remove(pfn)
+    __free_pages(k, k.pages.pfn_to_page(pfn), order)
+
+
+def add_extent(k, nid, order, gfp=GFP_BACKGROUND_FILL):
+    """Allocate one page-cache extent on a node and put it on the node's LRU (newest)."""
+    return _add(k, alloc_pages_node(k, nid, gfp, order), order, "pagecache", k.lru)
 
 
 def release_extent(k, nid, pfn):
     """Free one extent (the file was deleted / the process exited)."""
-    order = k.lru[nid].remove(pfn)
-    __free_pages(k, k.pages.pfn_to_page(pfn), order)
+    _release(k, k.lru[nid], pfn)
 
 
 def release_all(k):
@@ -78,17 +85,12 @@ def release_all(k):
 def add_kernel_block(k, nid, order):
     """Allocate an unmovable kernel block (slab page, page table, stack) on a node."""
     page = alloc_pages_node(k, nid, GFP_KERNEL_FILL, order)
-    if page is None:
-        return False
-    page.owner = "slab"
-    k.kernel_blocks[page.nid].add(page.pfn, order)
-    return True
+    return _add(k, page, order, "slab", k.kernel_blocks)
 
 
 def release_kernel_block(k, nid, pfn):
     """Free one unmovable kernel block."""
-    order = k.kernel_blocks[nid].remove(pfn)
-    __free_pages(k, k.pages.pfn_to_page(pfn), order)
+    _release(k, k.kernel_blocks[nid], pfn)
 
 
 def fill_node(k, nid):
@@ -178,10 +180,7 @@ def kernel_churn(k, steps):
             nid = rng.choice(nodes)
             release_kernel_block(k, nid, k.kernel_blocks[nid].random(rng))
         order = rng.choice(KERNEL_ORDERS)
-        page = alloc_pages(k, GFP_KERNEL | __GFP_NOWARN, order)
-        if page is not None:
-            page.owner = "slab"
-            k.kernel_blocks[page.nid].add(page.pfn, order)
+        _add(k, alloc_pages(k, GFP_KERNEL | __GFP_NOWARN, order), order, "slab", k.kernel_blocks)
 
 
 def order9_free_blocks(k, nid=None):

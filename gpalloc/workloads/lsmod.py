@@ -81,7 +81,7 @@ class _LineError(Exception):
 # ---------------------------------------------------------------------------------------------
 
 def _read_source(path_or_text: str | os.PathLike, name: str | None) -> tuple[str, str]:
-    """Return (text, label).
+    """Return (text, label) — shared with gpalloc.procfs.
 
     A ``pathlib.Path`` (any ``os.PathLike``) is a file.  A ``str`` is text if it is empty or
     contains a newline, otherwise it is a file name.
