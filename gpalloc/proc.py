@@ -4,7 +4,6 @@ Views only: every function reads the state through kernel-named accessors.
 """
 
 from .mm.gfp import ZONE_NAMES
-from .mm.grouped_pages import grouped_cache_pages
 from .mm.page import PAGE_SHIFT
 from .mm.page_alloc import nr_free_pages, totalram_pages
 from .mm.vmalloc import (
@@ -38,11 +37,6 @@ def meminfo(k):
     if k.gbpages:   # arch_report_meminfo() prints DirectMap1G only with direct_gbpages
         out["DirectMap1G"] = dm["DirectMap1G"]
     return out
-
-
-def grouped_meminfo_kb(k):
-    """Memory parked in the RFC's grouped cache (not a real /proc/meminfo line)."""
-    return grouped_cache_pages(k) << (PAGE_SHIFT - 10)
 
 
 def proc_meminfo(k):
