@@ -58,7 +58,9 @@ class Machine:
     into — with in-page list_heads that faults, which is the reviewers' point.
     ``nr_scanned_quirk``: keep the RFC shrinker's ``sc->nr_scanned += isolated``.
     ``features``: later kernels' mechanisms for comparison — "bpf_prog_pack" (5.18),
-    "cpa_merge" (Aaron Lu's 2022 RFC: split mappings merge back when uniform again).
+    "cpa_merge" (Aaron Lu's 2022 RFC: split mappings merge back when uniform again),
+    "execmem_rox" (6.15: executable memory from PMD-mapped read-only+exec chunks).
+    ``faults``: inject failures, e.g. ("register_shrinker",).
     ``boot_4k``: how much of the direct map boot already maps with 4K pages (2 MiB
     multiples; real machines show 30–150 MB, e.g. 30,720 kB on a 6.18 VM with no
     modules, data/machines/fcvm-6.18/meminfo.txt).
