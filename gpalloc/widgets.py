@@ -16,6 +16,7 @@ becomes a message in the panel, never a traceback.  Everything is computed throu
 the Machine's public methods and experiment results, never ``m.k``.
 """
 
+import abc
 import html
 import io
 import random
@@ -81,7 +82,7 @@ def _table(rows):
     return f"<table>{cells}</table>"
 
 
-class Panel:
+class Panel(abc.ABC):
     """A widget panel: .widget, .controls, .values, .figure and refresh()."""
 
     title = ""
@@ -132,8 +133,9 @@ class Panel:
         self.figure.savefig(buf, format="png", dpi=72)
         self.image.value = buf.getvalue()
 
-    def _compute(self):   # pragma: no cover - every panel overrides it
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _compute(self):
+        """Run the model for the current control values and fill .values (each panel's own)."""
 
     def refresh(self):
         """Recompute from the controls and redraw; a refused value becomes a panel message."""
