@@ -100,7 +100,8 @@ def _progress_factory(enabled):
     from tqdm import tqdm
 
     def make(name, total):
-        return tqdm(total=total, desc=name, unit="ev", leave=False, disable=None,
+        # shown only on a terminal (disable=None) and only once a run has taken 1 s
+        return tqdm(total=total, desc=name, unit="ev", leave=False, disable=None, delay=1.0,
                     file=sys.stderr)
     return make
 
