@@ -7,6 +7,7 @@ instead of the table; a tqdm progress bar shows on a terminal unless ``--quiet``
 
 import argparse
 import json
+import os
 import sys
 
 from .experiments import DESIGNS, KERNELS, SCENARIOS, run_experiment
@@ -143,5 +144,9 @@ def main(argv=None):
     except (ValueError, OSError) as err:
         print(f"gpalloc: error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=1) if args.json else format_table(result))
+    try:
+        print(json.dumps(result, indent=1) if args.json else format_table(result))
+        sys.stdout.flush()
+    except BrokenPipeError:   # `gpalloc ... | head`: the reader left, which is fine
+        sys.stdout = open(os.devnull, "w")   # noqa: SIM115 - keep the interpreter's flush quiet
     return 0
