@@ -11,6 +11,7 @@ import os
 import sys
 
 from .experiments import DESIGNS, KERNELS, SCENARIOS, run_experiment
+from .quiz import KINDS, quiz
 from .workloads.scenario import Calibration
 
 TABLE_ROWS = (
@@ -62,6 +63,10 @@ def build_parser():
                    help="run every design on the same seed and compare them")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+    q = sub.add_parser("quiz", help="a seeded homework question; -c also prints the answer")
+    q.add_argument("kind", choices=KINDS)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("-c", "--compute", action="store_true", help="compute and show the answer")
     return p
 
 
@@ -136,6 +141,9 @@ def format_table(result):
 def main(argv=None):
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if args.command == "quiz":
+        print(quiz(args.kind, args.seed, args.compute))
+        return 0
     try:
         cal = calibration(args)
         result = run_experiment(args.scenario, seed=args.seed, cal=cal, kernels=kernels(args),
