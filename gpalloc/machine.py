@@ -163,35 +163,35 @@ class Machine:
 
     def set_vm_flush_reset_perms(self, addr):
         """set_vm_flush_reset_perms(addr)."""
-        return _vm.set_vm_flush_reset_perms(self.k, addr)
+        return _vm.set_vm_flush_reset_perms(self.k, self._addr(addr))
 
     def set_memory_ro(self, addr, numpages):
         """set_memory_ro(): 0 or -errno."""
-        return _cpa.set_memory_ro(self.k, addr, self._npages(numpages))
+        return _cpa.set_memory_ro(self.k, self._addr(addr), self._npages(numpages))
 
     def set_memory_rw(self, addr, numpages):
         """set_memory_rw(): 0 or -errno."""
-        return _cpa.set_memory_rw(self.k, addr, self._npages(numpages))
+        return _cpa.set_memory_rw(self.k, self._addr(addr), self._npages(numpages))
 
     def set_memory_x(self, addr, numpages):
         """set_memory_x(): 0 or -errno."""
-        return _cpa.set_memory_x(self.k, addr, self._npages(numpages))
+        return _cpa.set_memory_x(self.k, self._addr(addr), self._npages(numpages))
 
     def set_memory_nx(self, addr, numpages):
         """set_memory_nx(): 0 or -errno."""
-        return _cpa.set_memory_nx(self.k, addr, self._npages(numpages))
+        return _cpa.set_memory_nx(self.k, self._addr(addr), self._npages(numpages))
 
     def set_memory_np(self, addr, numpages):
         """set_memory_np(): 0 or -errno."""
-        return _cpa.set_memory_np(self.k, addr, self._npages(numpages))
+        return _cpa.set_memory_np(self.k, self._addr(addr), self._npages(numpages))
 
     def set_memory_4k(self, addr, numpages):
         """set_memory_4k(): 0 or -errno."""
-        return _cpa.set_memory_4k(self.k, addr, self._npages(numpages))
+        return _cpa.set_memory_4k(self.k, self._addr(addr), self._npages(numpages))
 
     def find_vm_area(self, addr):
         """find_vm_area(addr): the vm_struct, or None."""
-        return _vm.find_vm_area(self.k, addr)
+        return _vm.find_vm_area(self.k, self._addr(addr))
 
     # ------------------------------------------------------------ page allocator
     def alloc_pages(self, gfp=GFP_KERNEL, order=0, node=NUMA_NO_NODE):
@@ -320,6 +320,12 @@ class Machine:
             raise ValueError(f"size: must be a non-negative number of bytes or a size like "
                              f"'8K', got {size!r}")
         return size
+
+    @staticmethod
+    def _addr(addr):
+        if isinstance(addr, bool) or not isinstance(addr, int) or addr < 0:
+            raise ValueError(f"addr: expected a kernel virtual address (int), got {addr!r}")
+        return addr
 
     @staticmethod
     def _npages(n):
