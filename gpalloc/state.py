@@ -95,8 +95,7 @@ class Kernel:
 
     def zone_of(self, pfn):
         """page_zone()."""
-        return self._zone_by[(pfn // self.node_pages,
-                              0 if pfn < 4096 else 1 if pfn < 1 << 20 else 2)]
+        return self._zone_by[self.layout.pfn_node_zone(pfn)]
 
     def trace(self, event, **fields):
         """A tracepoint: recent events are kept for the notebooks' timelines."""

@@ -15,7 +15,7 @@ ordinary allocations made RO as in v5.11.
 """
 
 from ..arch.x86 import set_memory as _cpa
-from ..arch.x86.module import MODULES_END, MODULES_VADDR, get_module_load_offset
+from ..arch.x86.module import MODULES_END, MODULES_VADDR, get_module_load_offset, module_memfree
 from ..arch.x86.pgtable_types import PAGE_KERNEL
 from . import page_alloc as _pa
 from . import vmalloc as _vm
@@ -92,6 +92,14 @@ def _fallback(k, pages, caller):
         _cpa.set_memory_rox(k, addr, pages)
         k.stat["execmem_fallback"] += 1
     return addr
+
+
+def free_exec(k, addr, size):
+    """A caller's free: module_memfree() in v5.11, execmem_free() in the later design."""
+    if "execmem_rox" in k.features:
+        execmem_free(k, addr, size)
+    else:
+        module_memfree(k, addr)
 
 
 def execmem_free(k, addr, size):

@@ -8,7 +8,7 @@ fixed up later by set_ftrace_ops_ro()) and X.
 from ...mm import execmem
 from ...mm.vmalloc import set_vm_flush_reset_perms
 from . import set_memory as cpa
-from .module import module_alloc, module_memfree
+from .module import module_alloc
 
 TRAMPOLINE_BYTES = 400   # template + ret + ops pointer: < 1 page (UNVERIFIED exact size)
 
@@ -34,7 +34,4 @@ def create_trampoline(k, booting=False):
 
 def tramp_free(k, tramp):
     """tramp_free() → module_memfree()."""
-    if "execmem_rox" in k.features:
-        execmem.execmem_free(k, tramp, TRAMPOLINE_BYTES)
-        return
-    module_memfree(k, tramp)
+    execmem.free_exec(k, tramp, TRAMPOLINE_BYTES)

@@ -9,7 +9,7 @@ from ...mm import execmem
 from ...mm.page import PAGE_SIZE
 from ...mm.vmalloc import set_vm_flush_reset_perms
 from . import set_memory as cpa
-from .module import module_alloc, module_memfree
+from .module import module_alloc
 
 
 def alloc_insn_page(k):
@@ -28,7 +28,4 @@ def alloc_insn_page(k):
 
 def free_insn_page(k, page):
     """free_insn_page() → module_memfree()."""
-    if "execmem_rox" in k.features:
-        execmem.execmem_free(k, page, PAGE_SIZE)
-        return
-    module_memfree(k, page)
+    execmem.free_exec(k, page, PAGE_SIZE)

@@ -12,7 +12,7 @@ modelled — it is usually slab memory.
 """
 
 from ...arch.x86 import set_memory as cpa
-from ...arch.x86.module import module_alloc, module_memfree
+from ...arch.x86.module import module_alloc
 from ...mm import execmem
 from ...mm.page import PAGE_SHIFT, PAGE_SIZE
 from ...mm.vmalloc import set_vm_flush_reset_perms
@@ -86,7 +86,7 @@ def bpf_prog_pack_alloc(k, size):
 def bpf_prog_pack_free(k, ptr, size):
     """bpf_prog_pack_free(): clear the chunks; free the pack when it is empty."""
     if size > BPF_PROG_MAX_PACK_PROG_SIZE:
-        _free_exec(k, ptr, size)
+        execmem.free_exec(k, ptr, size)
         return
     for pack in k.prog_packs:
         if pack.ptr <= ptr < pack.ptr + BPF_PROG_PACK_SIZE:
@@ -98,12 +98,5 @@ def bpf_prog_pack_free(k, ptr, size):
     pack.bitmap[pos:pos + nbits] = bytes(nbits)
     pack.used -= nbits
     if pack.used == 0:
-        _free_exec(k, pack.ptr, BPF_PROG_PACK_SIZE)
+        execmem.free_exec(k, pack.ptr, BPF_PROG_PACK_SIZE)
         k.prog_packs.remove(pack)
-
-
-def _free_exec(k, ptr, size):
-    if "execmem_rox" in k.features:
-        execmem.execmem_free(k, ptr, size)
-    else:
-        module_memfree(k, ptr)

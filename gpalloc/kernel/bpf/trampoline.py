@@ -8,7 +8,7 @@ direct map until the page is freed.
 """
 
 from ...arch.x86 import set_memory as cpa
-from ...arch.x86.module import module_alloc, module_memfree
+from ...arch.x86.module import module_alloc
 from ...mm import execmem
 from ...mm.page import PAGE_SIZE
 from ...mm.vmalloc import set_vm_flush_reset_perms
@@ -32,7 +32,4 @@ def bpf_jit_alloc_exec_page(k):
 
 def bpf_trampoline_free(k, image):
     """bpf_jit_free_exec() of a trampoline page."""
-    if "execmem_rox" in k.features:
-        execmem.execmem_free(k, image, PAGE_SIZE)
-        return
-    module_memfree(k, image)
+    execmem.free_exec(k, image, PAGE_SIZE)
