@@ -6,12 +6,22 @@ instead of the table; a tqdm progress bar shows on a terminal unless ``--quiet``
 """
 
 import argparse
+import io
 import json
 import os
 import sys
 
-from .experiments import DESIGNS, KERNELS, SCENARIOS, run_experiment
+from .experiments import (
+    DESIGNS,
+    KERNELS,
+    RAM_SIZES,
+    SCENARIOS,
+    ram_sweep,
+    run_experiment,
+    write_ram_sweep,
+)
 from .quiz import KINDS, quiz
+from .units import memparse
 from .workloads.scenario import Calibration
 
 TABLE_ROWS = (
@@ -42,6 +52,18 @@ def _level(text):
     return value
 
 
+def _sizes(text):
+    sizes = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected sizes like 8G,16G, got {text!r}")
+    for size in sizes:
+        try:
+            memparse(size)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    return sizes
+
+
 def build_parser():
     """The argparse parser (``gpalloc experiment SCENARIO [options]``)."""
     p = argparse.ArgumentParser(prog="gpalloc", description=__doc__.split("\n\n")[0])
@@ -63,6 +85,12 @@ def build_parser():
                    help="run every design on the same seed and compare them")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
+    r = sub.add_parser("ram-sweep", help="fedora-bpf on machines of several RAM sizes")
+    r.add_argument("--seed", type=int, default=0, help="seed for the machine and workload")
+    r.add_argument("--sizes", type=_sizes, default=RAM_SIZES,
+                   help=f"comma-separated memory sizes (default: {','.join(RAM_SIZES)})")
+    r.add_argument("--csv", action="store_true", help="print CSV only (data/results/)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
     q = sub.add_parser("quiz", help="a seeded homework question; -c also prints the answer")
     q.add_argument("kind", choices=KINDS)
     q.add_argument("--seed", type=int, default=0)
@@ -138,6 +166,35 @@ def format_table(result):
     return "\n".join(lines)
 
 
+def format_ram_sweep(rows, seed):
+    """The ram-sweep report: parameters first, then one line per size."""
+    lines = [f"gpalloc ram-sweep  seed={seed}  scenario=fedora-bpf",
+             "  machine: " + " ".join(f"{k}={v}" for k, v in vars(Calibration()).items()
+                                      if k not in ("node_mem", "extra")) + "  node_mem=<size>",
+             "", f"{'RAM':>5} {'baseline 4K kB':>15} {'grouped 4K kB':>14} {'fewer %':>8} "
+                 f"{'of growth %':>12} {'unmovable pageblocks':>21}"]
+    lines += [f"{r['node_mem']:>5} {r['baseline_4k_kb']:>15,} {r['grouped_4k_kb']:>14,} "
+              f"{r['reduction_pct']:>8.2f} {r['reduction_of_growth_pct']:>12.2f} "
+              f"{r['unmovable_pageblocks']:>21}" for r in rows]
+    return "\n".join(lines)
+
+
+def _run(args):
+    """Run the command; returns the text to print."""
+    if args.command == "ram-sweep":
+        rows = ram_sweep(args.sizes, args.seed, _progress_factory(not args.quiet))
+        if args.csv:
+            out = io.StringIO()
+            write_ram_sweep(rows, out)
+            return out.getvalue().rstrip("\n")
+        return format_ram_sweep(rows, args.seed)
+    result = run_experiment(args.scenario, seed=args.seed, cal=calibration(args),
+                            kernels=kernels(args),
+                            progress_factory=_progress_factory(not args.quiet),
+                            **scenario_args(args))
+    return json.dumps(result, indent=1) if args.json else format_table(result)
+
+
 def main(argv=None):
     """Entry point; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -145,15 +202,12 @@ def main(argv=None):
         print(quiz(args.kind, args.seed, args.compute))
         return 0
     try:
-        cal = calibration(args)
-        result = run_experiment(args.scenario, seed=args.seed, cal=cal, kernels=kernels(args),
-                                progress_factory=_progress_factory(not args.quiet),
-                                **scenario_args(args))
+        text = _run(args)
     except (ValueError, OSError) as err:
         print(f"gpalloc: error: {err}", file=sys.stderr)
         return 2
     try:
-        print(json.dumps(result, indent=1) if args.json else format_table(result))
+        print(text)
         sys.stdout.flush()
     except BrokenPipeError:   # `gpalloc ... | head`: the reader left, which is fine
         sys.stdout = open(os.devnull, "w")   # noqa: SIM115 - keep the interpreter's flush quiet

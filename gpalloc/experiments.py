@@ -5,10 +5,13 @@ Machine with the same seed and calibration, applies the background pressure,
 plays the phases, and records the DirectMap counters and flush/split counts.
 """
 
+import csv
 import random
 import time
+from pathlib import Path
 
 from .machine import Machine
+from .mm.gfp import ZONE_NAMES
 from .workloads import scenario
 
 # Kernel designs (Machine keyword arguments).  Only "5.11" and "rfc" are the subject
@@ -22,6 +25,11 @@ DESIGNS = {
 }
 KERNELS = {"baseline": DESIGNS["5.11"], "grouped": DESIGNS["rfc"]}
 SCENARIOS = ("fedora-bpf", "modules", "bpf-load", "bpf-churn")
+RAM_SIZES = ("4G", "8G", "16G", "32G", "64G")
+RAM_SWEEP_CSV = scenario.DATA / "results" / "fedora-bpf-by-ram.csv"
+RAM_SWEEP_FIELDS = ("node_mem", "baseline_4k_kb", "grouped_4k_kb", "reduction_pct",
+                    "reduction_of_growth_pct", "baseline_splits_2m", "grouped_splits_2m",
+                    "unmovable_pageblocks")
 RUN_KEYS = ("DirectMap4k", "DirectMap2M", "DirectMap1G", "splits_2m", "splits_1g",
             "flush_tlb_all", "flush_tlb_range", "page_table_pages", "grouped_cache_pages",
             "grouped_replenish", "grouped_fallback", "MemFree", "VmallocUsed")
@@ -124,3 +132,53 @@ def _reduction(base_4k, run_4k, boot_4k):
     grown = base_4k - boot_4k
     growth = round(100 * (1 - (run_4k - boot_4k) / grown), 2) if grown else 0.0
     return total, growth
+
+
+def ram_sweep(sizes=RAM_SIZES, seed=0, progress_factory=None):
+    """fedora-bpf on one-node machines of each RAM size, the rest of the calibration as is.
+
+    One row per size (RAM_SWEEP_FIELDS).  ``unmovable_pageblocks`` is the baseline's
+    /proc/pagetypeinfo Unmovable count, at the end of the run, in the zone GFP_KERNEL
+    allocations come from (ZONE_NORMAL; ZONE_DMA32 on a machine with no memory above
+    4 GiB): v5.11's unmovable order-0 pages come out of those pageblocks, so the
+    baseline splits about that many 2 MiB regions once they are all in use.
+    """
+    rows = []
+    for size in sizes:
+        machines = {}
+        r = run_experiment("fedora-bpf", seed=seed, cal=scenario.Calibration(node_mem=size),
+                           progress_factory=progress_factory, machines=machines)
+        base, grp = r["runs"]["baseline"], r["runs"]["grouped"]
+        blocks = machines["baseline"].pagetypeinfo()
+        top_zone = max(blocks, key=lambda nz: ZONE_NAMES.index(nz[1]))   # node 0's highest
+        rows.append({"node_mem": size, "baseline_4k_kb": base["DirectMap4k"],
+                     "grouped_4k_kb": grp["DirectMap4k"], "reduction_pct": r["reduction_pct"],
+                     "reduction_of_growth_pct": r["reduction_of_growth_pct"],
+                     "baseline_splits_2m": base["splits_2m"],
+                     "grouped_splits_2m": grp["splits_2m"],
+                     "unmovable_pageblocks": blocks[top_zone]["Unmovable"]})
+    return rows
+
+
+def write_ram_sweep(rows, out):
+    """Write ram_sweep() rows as CSV to a text stream."""
+    w = csv.DictWriter(out, fieldnames=RAM_SWEEP_FIELDS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+
+
+def read_ram_sweep(path=RAM_SWEEP_CSV):
+    """The committed ram_sweep() result (data/results/fedora-bpf-by-ram.csv) as rows."""
+    rows = []
+    with Path(path).open(newline="") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != RAM_SWEEP_FIELDS:
+            raise ValueError(f"{path}:1: header must be {','.join(RAM_SWEEP_FIELDS)}")
+        for row in reader:
+            try:
+                rows.append({key: row[key] if key == "node_mem" else
+                             float(row[key]) if "pct" in key else int(row[key])
+                             for key in RAM_SWEEP_FIELDS})
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{path}:{reader.line_num}: {err}") from None
+    return rows

@@ -19,6 +19,7 @@ from .mm.gfp import GFP_KERNEL, gfp_t
 from .mm.grouped_pages import STORAGE_VARIANTS, grouped_cache_pages
 from .mm.page import MAX_ORDER, PAGE_SIZE
 from .proc import meminfo as _meminfo
+from .proc import pagetypeinfo_showblockcount as _blockcount
 from .proc import proc_buddyinfo as _buddyinfo
 from .proc import proc_meminfo as _proc_meminfo
 from .proc import proc_vmallocinfo as _vmallocinfo
@@ -297,6 +298,10 @@ class Machine:
     def buddyinfo(self):
         """/proc/buddyinfo as data: {(node, zone name): [free blocks of order 0..10]}."""
         return {(z.nid, z.name): list(z.nr_free) for z in self.k.zones}
+
+    def pagetypeinfo(self):
+        """/proc/pagetypeinfo's block counts: {(node, zone name): {migratetype: pageblocks}}."""
+        return _blockcount(self.k)
 
     def events(self, last=50):
         """The most recent tracepoint events (name, fields), oldest first."""

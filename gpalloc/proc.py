@@ -1,10 +1,11 @@
-"""/proc text the model renders in kernel format: meminfo, buddyinfo, vmallocinfo.
+"""/proc text the model renders in kernel format: meminfo, buddyinfo, pagetypeinfo, vmallocinfo.
 
 Views only: every function reads the state through kernel-named accessors.
 """
 
-from .mm.gfp import ZONE_NAMES
-from .mm.page import PAGE_SHIFT
+from .mm.gfp import MIGRATE_TYPE_NAMES, ZONE_NAMES
+from .mm.mmzone import get_pageblock_migratetype
+from .mm.page import PAGE_SHIFT, pageblock_order
 from .mm.page_alloc import nr_free_pages, totalram_pages
 from .mm.vmalloc import (
     VM_ALLOC,
@@ -51,6 +52,23 @@ def proc_buddyinfo(k):
         counts = "".join(f"{n:6d} " for n in z.nr_free)   # frag_show_print(): "%6lu "
         lines.append(f"Node {z.nid}, zone {ZONE_NAMES[z.zid]:>8} {counts}")
     return "\n".join(lines) + "\n"
+
+
+def pagetypeinfo_showblockcount(k):
+    """pagetypeinfo_showblockcount(): pageblocks of each migratetype, per node and zone.
+
+    The "Number of blocks type" table of /proc/pagetypeinfo, as data:
+    {(node, zone name): {"Unmovable": n, "Movable": n, "Reclaimable": n}}.
+    """
+    out = {}
+    for z in k.zones:
+        counts = dict.fromkeys(MIGRATE_TYPE_NAMES, 0)
+        first = z.zone_start_pfn >> pageblock_order
+        last = (z.zone_end_pfn - 1) >> pageblock_order
+        for block in range(first, last + 1):
+            counts[MIGRATE_TYPE_NAMES[get_pageblock_migratetype(z, block << pageblock_order)]] += 1
+        out[(z.nid, ZONE_NAMES[z.zid])] = counts
+    return out
 
 
 def proc_vmallocinfo(k):

@@ -18,6 +18,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.patches import Patch, PathPatch
 from matplotlib.path import Path
 
+from .units import memparse
 from .views import REGION_1G, REGION_2M, REGION_BOOT_4K, REGION_SPLIT  # direct_map_regions codes
 
 # Okabe & Ito (2008), "Color Universal Design".
@@ -240,5 +241,37 @@ def buddyinfo_bars(m, ax=None, log=True):
     return containers
 
 
+def reduction_by_ram(rows, ax=None, computed=()):
+    """fedora-bpf reduction (%) against RAM from ram_sweep() rows; return the two lines.
+
+    ``computed``: (RAM in GiB, reduction_pct) points worked out elsewhere (e.g. in a
+    notebook), drawn as hollow markers on top so a reader sees they fall on the line.
+    """
+    if not rows:
+        raise ValueError("rows: expected ram_sweep() rows, got none")
+    ax = _axes(ax)
+    gib = [memparse(r["node_mem"]) >> 30 for r in rows]
+    total = ax.plot(gib, [r["reduction_pct"] for r in rows], color=OKABE_ITO["blue"],
+                    marker="o", label="all 4K pages (boot's included)")[0]
+    growth = ax.plot(gib, [r["reduction_of_growth_pct"] for r in rows],
+                     color=OKABE_ITO["vermillion"], linestyle="--", marker="s",
+                     label="4K pages created after boot")[0]
+    if computed:
+        xs, ys = zip(*computed, strict=True)
+        ax.scatter(xs, ys, s=140, facecolors="none", edgecolors=OKABE_ITO["black"],
+                   linewidths=1.5, zorder=3, label="computed in this notebook")
+    ax.axhline(98, color=OKABE_ITO["black"], linestyle=":", linewidth=1, label="cover letter: 98 %")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(gib)
+    ax.set_xticklabels([f"{g} GiB" for g in gib])
+    ax.set_xlabel("RAM of the one-node machine")
+    ax.set_ylabel("4K direct-map pages fewer with the RFC (%)")
+    ax.set_ylim(min(70, *(r["reduction_pct"] for r in rows)) - 2, 100)
+    ax.grid(True, alpha=0.3)
+    ax.set_title("fedora-bpf, seed 0: the RFC's gain grows with RAM")
+    ax.legend(fontsize="small", loc="lower right")
+    return total, growth
+
+
 __all__ = ["OKABE_ITO", "REGION_STYLE", "buddyinfo_bars", "buddyinfo_by_node", "cache_bars",
-           "direct_map_picture", "directmap_timeline", "region_grid"]
+           "direct_map_picture", "directmap_timeline", "reduction_by_ram", "region_grid"]

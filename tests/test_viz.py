@@ -157,3 +157,18 @@ def test_buddyinfo_bars_sum_zones_per_node_and_mark_order_9():
         assert bars[10].get_linewidth() > bars[0].get_linewidth()
     assert [t.get_fontweight() for t in ax.get_xticklabels()][9:] == ["bold", "bold"]
     assert viz.buddyinfo_bars(m, ax, log=False) and len(ax.containers) == 2
+
+
+def test_reduction_by_ram_plots_both_figures_and_the_computed_points():
+    rows = [{"node_mem": "8G", "reduction_pct": 76.6, "reduction_of_growth_pct": 91.1},
+            {"node_mem": "64G", "reduction_pct": 98.2, "reduction_of_growth_pct": 99.4}]
+    ax = _ax()
+    total, growth = viz.reduction_by_ram(rows, ax=ax, computed=[(64, 98.2)])
+    assert list(total.get_xdata()) == [8, 64] and list(total.get_ydata()) == [76.6, 98.2]
+    assert list(growth.get_ydata()) == [91.1, 99.4]
+    assert [tuple(p) for p in ax.collections[0].get_offsets()] == [(64, 98.2)]
+
+
+def test_reduction_by_ram_refuses_no_rows():
+    with pytest.raises(ValueError, match="rows"):
+        viz.reduction_by_ram([], ax=_ax())

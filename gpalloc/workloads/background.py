@@ -40,6 +40,12 @@ EXTENT_ORDERS = (3, 4, 5, 6, 7)
 # the slab page sizes of the common caches.
 KERNEL_SHARE = 0.04
 KERNEL_ORDERS = (0, 0, 1, 2, 3)
+# A freshly *booted* machine is not an empty one: by the time anything can call vmalloc,
+# boot has unpacked the initramfs, started udev and systemd, filled and freed memory, and
+# left slab, page tables and page cache behind.  The pressure level of such a machine:
+# data/machines/debian11-5.10-qemu/meminfo.txt (v5.10, up 102 s) has
+# 1 - MemFree/MemTotal = 1 - 1,473,248 / 2,030,236 = 0.27 of its RAM in use.
+FRESH_BOOT_PRESSURE = 0.27
 
 
 def _node_free(k, nid):

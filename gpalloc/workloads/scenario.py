@@ -8,7 +8,11 @@ Machine for ``fedora-bpf`` (a 2021 Fedora VM, as plausible as we can make it):
 
 * 1 NUMA node, 8 GiB, 4 vCPUs, 1G direct-map pages on: a typical developer VM
   (the RHCOS capture in data/lsmod is an 8 GB, 2 vCPU VM; QEMU's host-model CPU
-  passes pdpe1gb, so gbpages are used).
+  passes pdpe1gb, so gbpages are used).  The cover letter does not give its machine's
+  size, and the result depends on it: v5.11's splits are bounded by the Unmovable
+  pageblocks of ZONE_NORMAL (about KERNEL_SHARE of it, gpalloc.workloads.background),
+  the RFC's are not.  ``gpalloc.experiments.ram_sweep`` runs 4–64 GiB
+  (data/results/fedora-bpf-by-ram.csv).
 * ``boot_4k`` = 30 MiB: DirectMap4k of a booted VM *before* modules split
   anything — 30,720 kB on the 6.18 Firecracker VM booted with ``nomodule``
   (data/machines/fcvm-6.18/meminfo.txt).  Larger captures (65–140 MB) already
