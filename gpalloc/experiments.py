@@ -150,7 +150,7 @@ def ram_sweep(sizes=RAM_SIZES, seed=0, progress_factory=None):
                            progress_factory=progress_factory, machines=machines)
         base, grp = r["runs"]["baseline"], r["runs"]["grouped"]
         blocks = machines["baseline"].pagetypeinfo()
-        top_zone = max(blocks, key=lambda nz: ZONE_NAMES.index(nz[1]))   # node 0's highest
+        top_zone = max(blocks, key=lambda nz: ZONE_NAMES.index(nz[1]))   # one node: its highest
         rows.append({"node_mem": size, "baseline_4k_kb": base["DirectMap4k"],
                      "grouped_4k_kb": grp["DirectMap4k"], "reduction_pct": r["reduction_pct"],
                      "reduction_of_growth_pct": r["reduction_of_growth_pct"],

@@ -1,4 +1,4 @@
-"""/proc text the model renders in kernel format: meminfo, buddyinfo, pagetypeinfo, vmallocinfo.
+"""/proc views in kernel format: meminfo, buddyinfo, pagetypeinfo block counts, vmallocinfo.
 
 Views only: every function reads the state through kernel-named accessors.
 """

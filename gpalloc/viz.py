@@ -268,7 +268,7 @@ def reduction_by_ram(rows, ax=None, computed=()):
     ax.set_ylabel("4K direct-map pages fewer with the RFC (%)")
     ax.set_ylim(min(70, *(r["reduction_pct"] for r in rows)) - 2, 100)
     ax.grid(True, alpha=0.3)
-    ax.set_title("fedora-bpf, seed 0: the RFC's gain grows with RAM")
+    ax.set_title("fedora-bpf: the RFC's gain grows with RAM")
     ax.legend(fontsize="small", loc="lower right")
     return total, growth
 
