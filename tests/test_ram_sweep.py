@@ -8,7 +8,6 @@ from gpalloc import Machine
 from gpalloc.cli import main
 from gpalloc.experiments import (
     RAM_SIZES,
-    RAM_SWEEP_CSV,
     RAM_SWEEP_FIELDS,
     ram_sweep,
     read_ram_sweep,
@@ -82,7 +81,3 @@ def test_cli_ram_sweep_refuses_a_bad_size(capsys):
         main(["ram-sweep", "--sizes", "8G,lots"])
     assert err.value.code == 2
     assert "argument --sizes" in capsys.readouterr().err
-
-
-def test_committed_file_is_where_the_notebook_reads_it():
-    assert RAM_SWEEP_CSV.name == "fedora-bpf-by-ram.csv" and RAM_SWEEP_CSV.exists()
