@@ -32,6 +32,7 @@ from pathlib import Path
 
 import gpalloc
 from gpalloc import Machine
+from gpalloc.tables import text_table
 
 SEED = 0
 BENCHMARKS = []   # [(name, fn)], in the order they run
@@ -60,16 +61,7 @@ def _header(seed, names):
 def format_table(rows):
     """Plain-text table of (benchmark, case, metric, value, note) rows."""
     head = ("benchmark", "case", "metric", "value", "note")
-    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(4)]
-    lines = []
-    for r in [head, None, *rows]:
-        if r is None:
-            lines.append("  ".join("-" * w for w in widths) + "  ----")
-            continue
-        cells = [str(r[i]).ljust(widths[i]) if i != 3 else str(r[i]).rjust(widths[i])
-                 for i in range(4)]
-        lines.append(("  ".join(cells) + "  " + str(r[4])).rstrip())
-    return "\n".join(lines)
+    return text_table([head, *rows], "<<<><", sep="  ", rule=True)
 
 
 def main(argv=None):

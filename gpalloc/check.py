@@ -2,7 +2,17 @@
 
 from .arch.x86.pgtable_types import _PAGE_NX, _PAGE_PRESENT, _PAGE_RW
 from .bug import InvariantError
-from .mm.page import MAX_ORDER, PAGES_PER_1G, PAGES_PER_2M, PageBuddy
+from .mm.page import (
+    MAX_ORDER,
+    OWNER_PAGECACHE,
+    OWNER_PAGETABLE,
+    OWNER_PCP,
+    OWNER_SLAB,
+    OWNER_VMALLOC,
+    PAGES_PER_1G,
+    PAGES_PER_2M,
+    PageBuddy,
+)
 from .mm.vmalloc import busy_areas, vmalloc_nr_pages
 
 
@@ -14,11 +24,10 @@ def fail(invariant, detail):
 def check(k):
     """Run every invariant; raise InvariantError on the first that does not hold."""
     check_page_ownership(k)
-    check_list_lru(k)
     check_direct_map(k)
     check_vmalloc(k)
-    check_grouped_cache(k)
     check_w_xor_x(k)
+    k.design.check(k)
 
 
 def _intervals(k):
@@ -49,9 +58,9 @@ def _intervals(k):
             for lst in pcp.lists:
                 for pfn in lst:
                     page = k.pages.peek(pfn)
-                    if page is None or page.owner != "pcp" or page._refcount:
+                    if page is None or page.owner != OWNER_PCP or page._refcount:
                         fail("pcp page", f"cpu {cpu} {z!r}: pfn {pfn:#x} is {page!r}")
-                    out.append((pfn, pfn + 1, "pcp"))
+                    out.append((pfn, pfn + 1, OWNER_PCP))
                     n += 1
             if n != pcp.count:
                 fail("pcp count", f"cpu {cpu} {z!r}: count {pcp.count}, lists hold {n}")
@@ -79,37 +88,18 @@ def check_page_ownership(k):
     for _s, _e, owner in spans:
         owners[owner] = owners.get(owner, 0) + 1
     in_areas = sum(len(a.pages) for a in busy_areas(k))
-    if owners.get("vmalloc", 0) != in_areas:
-        fail("vmalloc pages", f"{owners.get('vmalloc', 0)} pages owned by vmalloc, "
+    if owners.get(OWNER_VMALLOC, 0) != in_areas:
+        fail("vmalloc pages", f"{owners.get(OWNER_VMALLOC, 0)} pages owned by vmalloc, "
                               f"{in_areas} in live areas")
-    if owners.get("pagetable", 0) != len(k.dmap.pt_pages):
-        fail("page-table pages", f"{owners.get('pagetable', 0)} owned, "
+    if owners.get(OWNER_PAGETABLE, 0) != len(k.dmap.pt_pages):
+        fail("page-table pages", f"{owners.get(OWNER_PAGETABLE, 0)} owned, "
                                  f"{len(k.dmap.pt_pages)} recorded by splits")
     slab = sum(len(b) for b in k.kernel_blocks)
-    if owners.get("slab", 0) != slab:
-        fail("kernel blocks", f"{owners.get('slab', 0)} owned, {slab} recorded")
+    if owners.get(OWNER_SLAB, 0) != slab:
+        fail("kernel blocks", f"{owners.get(OWNER_SLAB, 0)} owned, {slab} recorded")
     cached = sum(len(lru) for lru in k.lru)
-    if owners.get("pagecache", 0) != cached:
-        fail("page cache extents", f"{owners.get('pagecache', 0)} owned, {cached} on LRUs")
-
-
-def check_list_lru(k):
-    """list_lru counts equal list lengths, and every item is on its page's node list."""
-    g = k.grouped
-    if g is None or g.grouped_pages_lru is None:
-        return
-    lru = g.grouped_pages_lru
-    for nid, nlru in enumerate(lru.node):
-        lists = [nlru.lru, *nlru.memcg_lrus.values()]
-        for lst in lists:
-            if lst.nr_items != len(lst.list):
-                fail("list_lru count", f"node {nid}: nr_items {lst.nr_items}, "
-                                       f"list length {len(lst.list)}")
-        if nlru.nr_items != sum(lst.nr_items for lst in lists):
-            fail("list_lru node total", f"node {nid}: {nlru.nr_items}")
-        for item in nlru.lru.list:
-            if lru.nid_of(item) != nid:
-                fail("list_lru node", f"item {item!r} of node {lru.nid_of(item)} on node {nid}")
+    if owners.get(OWNER_PAGECACHE, 0) != cached:
+        fail("page cache extents", f"{owners.get(OWNER_PAGECACHE, 0)} owned, {cached} on LRUs")
 
 
 def check_direct_map(k):
@@ -134,39 +124,17 @@ def check_vmalloc(k):
         if len(area.pages) != area.nr_pages or len(area.prot) != area.nr_pages:
             fail("vm_struct pages", f"{area!r}: {len(area.pages)} pages, {len(area.prot)} PTEs")
         for page in area.pages:
-            if page.owner != "vmalloc" or page._refcount != 1 or PageBuddy(page):
+            if page.owner != OWNER_VMALLOC or page._refcount != 1 or PageBuddy(page):
                 fail("no page free and mapped", f"{area!r} maps {page!r} (owner {page.owner})")
     if total != vmalloc_nr_pages(k):
         fail("VmallocUsed", f"nr_vmalloc_pages={vmalloc_nr_pages(k)}, areas hold {total}")
-
-
-def check_grouped_cache(k):
-    """A cached page is owned by the cache, has refcount 1, is not buddy, and is mapped RW."""
-    g = k.grouped
-    if g is None or g.grouped_pages_lru is None:
-        return
-    n = 0
-    for nlru in g.grouped_pages_lru.node:
-        for item in nlru.lru.list:
-            page = k.pages.virt_to_page(item) if g.storage == "contents" else item
-            n += 1
-            if page.owner != "grouped" or page._refcount != 1 or PageBuddy(page):
-                fail("grouped cache page", f"{page!r} owner={page.owner}")
-            _, prot = k.dmap.lookup_address(page.pfn)
-            if not g.unmapped and prot & (_PAGE_PRESENT | _PAGE_RW) != _PAGE_PRESENT | _PAGE_RW:
-                fail("grouped cache page mapped RW", f"{page!r} direct-map prot {prot:#x}")
-            if g.storage == "contents" and page.contents != "list_head":
-                fail("grouped cache list_head", f"{page!r} contents={page.contents!r}")
-    owned = sum(1 for p in k.pages.touched() if p.owner == "grouped" and p._refcount)
-    if owned != n:
-        fail("grouped cache ownership", f"{owned} pages owned by the cache, {n} on its lists")
 
 
 def check_w_xor_x(k):
     """W^X: no pfn is writable through one mapping and executable through another.
 
     Exempt, by caller name in ``k.wx_exempt``: areas the v5.11 kernel itself keeps RW+X
-    (BPF trampolines and dispatchers, spec §4.4) — a real wart the model keeps.
+    (BPF trampolines and dispatchers) — a real wart the model keeps.
     """
     for area in busy_areas(k):
         if area.caller in k.wx_exempt:

@@ -11,9 +11,8 @@ import json
 import os
 import sys
 
+from . import designs
 from .experiments import (
-    DESIGNS,
-    KERNELS,
     RAM_SIZES,
     SCENARIOS,
     ram_sweep,
@@ -21,6 +20,7 @@ from .experiments import (
     write_ram_sweep,
 )
 from .quiz import KINDS, quiz
+from .tables import text_table
 from .units import memparse
 from .workloads.scenario import Calibration
 
@@ -78,9 +78,9 @@ def build_parser():
     e.add_argument("--programs", type=_positive_int, default=512, help="bpf-load: programs")
     e.add_argument("--pages", type=_positive_int, default=1, help="bpf-load/churn: JIT pages")
     e.add_argument("--loads", type=_positive_int, default=1000, help="bpf-churn: loads")
-    e.add_argument("--kernel", action="append", choices=sorted(DESIGNS), metavar="DESIGN",
-                   help=f"run these designs instead of baseline/grouped ({', '.join(DESIGNS)});"
-                        " repeatable")
+    e.add_argument("--kernel", action="append", choices=designs.names(), metavar="DESIGN",
+                   help="run these designs instead of baseline/grouped "
+                        f"({', '.join(designs.names())}); repeatable")
     e.add_argument("--compare-kernels", action="store_true",
                    help="run every design on the same seed and compare them")
     e.add_argument("--json", action="store_true", help="print one JSON object")
@@ -115,10 +115,10 @@ def calibration(args):
 def kernels(args):
     """baseline/grouped by default; --kernel picks designs; --compare-kernels takes all."""
     if args.compare_kernels:
-        return dict(DESIGNS)
+        return designs.names()
     if args.kernel:
-        return {name: DESIGNS[name] for name in args.kernel}
-    return KERNELS
+        return list(dict.fromkeys(args.kernel))
+    return designs.BASELINE_VS_GROUPED
 
 
 def scenario_args(args):
@@ -149,16 +149,15 @@ def format_table(result):
              "  boot: " + " ".join(f"{k}={v} kB" for k, v in m.items()
                                    if k.startswith("DirectMap")),
              "  workload: " + " ".join(f"{k}={v}" for k, v in w.items()), ""]
-    names = list(result["runs"])
-    lines.append(f"{'':<24}" + "".join(f"{n:>14}" for n in names))
-    for key, label in TABLE_ROWS:
-        lines.append(f"{label:<24}" + "".join(f"{result['runs'][n].get(key, 0):>14}"
-                                             for n in names))
-    if any("reduction_pct" in r for r in result["runs"].values()):
-        lines.append(f"{'4K pages fewer (%)':<24}" + "".join(
-            f"{result['runs'][n].get('reduction_pct', 0.0):>14.1f}" for n in names))
-        lines.append(f"{'  of those after boot':<24}" + "".join(
-            f"{result['runs'][n].get('reduction_of_growth_pct', 0.0):>14.1f}" for n in names))
+    runs = list(result["runs"].values())
+    table = [["", *result["runs"]]]
+    table += [[label, *(run.get(key, 0) for run in runs)] for key, label in TABLE_ROWS]
+    if any("reduction_pct" in run for run in runs):
+        table.append(["4K pages fewer (%)", *(f"{run.get('reduction_pct', 0.0):.1f}"
+                                              for run in runs)])
+        table.append(["  of those after boot", *(f"{run.get('reduction_of_growth_pct', 0.0):.1f}"
+                                                 for run in runs)])
+    lines.append(text_table(table, "<" + ">" * len(runs), [24] + [14] * len(runs), sep=""))
     if "reduction_pct" in result:
         lines += ["", f"4K direct-map pages: grouped has {result['reduction_pct']:.1f} % fewer "
                       f"than baseline ({result['reduction_of_growth_pct']:.1f} % fewer of "
@@ -170,12 +169,14 @@ def format_ram_sweep(rows, seed):
     """The ram-sweep report: parameters first, then one line per size."""
     lines = [f"gpalloc ram-sweep  seed={seed}  scenario=fedora-bpf",
              "  machine: " + " ".join(f"{k}={v}" for k, v in vars(Calibration()).items()
-                                      if k not in ("node_mem", "extra")) + "  node_mem=<size>",
-             "", f"{'RAM':>5} {'baseline 4K kB':>15} {'grouped 4K kB':>14} {'fewer %':>8} "
-                 f"{'of growth %':>12} {'unmovable pageblocks':>21}"]
-    lines += [f"{r['node_mem']:>5} {r['baseline_4k_kb']:>15,} {r['grouped_4k_kb']:>14,} "
-              f"{r['reduction_pct']:>8.2f} {r['reduction_of_growth_pct']:>12.2f} "
-              f"{r['unmovable_pageblocks']:>21}" for r in rows]
+                                      if k != "node_mem") + "  node_mem=<size>",
+             ""]
+    table = [["RAM", "baseline 4K kB", "grouped 4K kB", "fewer %", "of growth %",
+              "unmovable pageblocks"]]
+    table += [[r["node_mem"], f"{r['baseline_4k_kb']:,}", f"{r['grouped_4k_kb']:,}",
+               f"{r['reduction_pct']:.2f}", f"{r['reduction_of_growth_pct']:.2f}",
+               r["unmovable_pageblocks"]] for r in rows]
+    lines.append(text_table(table, ">" * 6, [5, 15, 14, 8, 12, 21]))
     return "\n".join(lines)
 
 

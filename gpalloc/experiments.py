@@ -10,20 +10,11 @@ import random
 import time
 from pathlib import Path
 
+from . import designs
 from .machine import Machine
 from .mm.gfp import ZONE_NAMES
 from .workloads import scenario
 
-# Kernel designs (Machine keyword arguments).  Only "5.11" and "rfc" are the subject
-# of the RFC; the others are what upstream and later RFCs did instead.
-DESIGNS = {
-    "5.11": {"patches": ()},                             # plain v5.11
-    "rfc": {"patches": (1, 2, 3)},                       # v5.11 + the RFC
-    "prog-pack": {"features": ("bpf_prog_pack",)},       # 5.18 bpf_prog_pack
-    "cpa-merge": {"features": ("cpa_merge",)},           # Aaron Lu's 2022 merge RFC
-    "execmem-rox": {"features": ("bpf_prog_pack", "execmem_rox")},   # 6.15 ROX cache
-}
-KERNELS = {"baseline": DESIGNS["5.11"], "grouped": DESIGNS["rfc"]}
 SCENARIOS = ("fedora-bpf", "modules", "bpf-load", "bpf-churn")
 RAM_SIZES = ("4G", "8G", "16G", "32G", "64G")
 RAM_SWEEP_CSV = scenario.DATA / "results" / "fedora-bpf-by-ram.csv"
@@ -59,12 +50,12 @@ def _snapshot(m):
 
 
 def run_kernel(design, phases, cal, seed, progress=None, machines=None):
-    """Boot one kernel design, apply pressure, play every phase; return its numbers.
+    """Boot one kernel design (a registry name), apply pressure, play every phase.
 
-    ``machines``: a list to append the finished Machine to (for pictures of it).
+    Returns its numbers.  ``machines``: a list to append the finished Machine to.
     """
     t0 = time.perf_counter()
-    m = Machine(seed=seed, **design, **cal.machine_kwargs())
+    m = Machine(seed=seed, design=design, **cal.machine_kwargs())
     m.set_memory_pressure(cal.pressure)
     timeline = [("boot+pressure", m.meminfo()["DirectMap4k"])]
     for phase, events in phases.items():
@@ -82,12 +73,23 @@ def run_kernel(design, phases, cal, seed, progress=None, machines=None):
     return result
 
 
-def run_experiment(name, seed=0, cal=None, kernels=KERNELS, progress_factory=None,
+def kernel_runs(kernels):
+    """Run label → design name: a mapping as given, or each name of a list as its own label."""
+    runs = dict(kernels) if isinstance(kernels, dict) else {name: name for name in kernels}
+    for design in runs.values():
+        designs.design_class(design)   # an unknown name is refused before anything runs
+    return runs
+
+
+def run_experiment(name, seed=0, cal=None, kernels=None, progress_factory=None,
                    machines=None, **kw):
     """Run a scenario on each kernel; returns the JSON-ready dict the CLI prints.
 
-    Pass ``machines={}`` to get each kernel's finished Machine back in it, by name.
+    ``kernels``: design names (gpalloc.designs.names()), or a mapping run label →
+    design name; default baseline (5.11) vs grouped (rfc).  Pass ``machines={}`` to
+    get each kernel's finished Machine back in it, by run label.
     """
+    kernels = kernel_runs(designs.BASELINE_VS_GROUPED if kernels is None else kernels)
     cal = cal or scenario.Calibration()
     phases = build_events(name, seed, **kw)
     n_events = sum(len(v) for v in phases.values())
@@ -113,7 +115,10 @@ def run_experiment(name, seed=0, cal=None, kernels=KERNELS, progress_factory=Non
             if progress:
                 progress.close()
     runs = out["runs"]
-    base = "baseline" if "baseline" in runs else "5.11" if "5.11" in runs else None
+    # the reference run: the "baseline" role, else whichever run is the baseline's design
+    reference = designs.BASELINE_VS_GROUPED["baseline"]
+    base = "baseline" if "baseline" in runs else next(
+        (label for label, design in kernels.items() if design == reference), None)
     if base is not None:
         b0 = boot["DirectMap4k"]
         for kname, run in runs.items():

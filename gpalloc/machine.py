@@ -5,38 +5,34 @@ It validates its configuration up front (the reason is in the error), boots a
 function that models it.  Views (``meminfo``, ``stats``, /proc text) only read.
 """
 
+from . import designs as _designs
 from . import views as _views
 from .arch.x86 import set_memory as _cpa
 from .arch.x86.module import module_alloc as _module_alloc
 from .arch.x86.module import module_memfree as _module_memfree
 from .arch.x86.pgtable_types import PAGE_KERNEL
 from .check import check as _check
-from .mm import grouped_pages as _gp
 from .mm import page_alloc as _pa
 from .mm import vmalloc as _vm
 from .mm import vmscan as _vmscan
 from .mm.gfp import GFP_KERNEL, gfp_t
-from .mm.grouped_pages import STORAGE_VARIANTS, grouped_cache_pages
-from .mm.page import MAX_ORDER, PAGE_SIZE
+from .mm.mmzone import NUMA_NO_NODE
+from .mm.page import MAX_ORDER, OWNER_KERNEL, PAGE_SIZE
+from .mm.vmstat import ALWAYS_REPORTED
 from .proc import meminfo as _meminfo
 from .proc import pagetypeinfo_showblockcount as _blockcount
 from .proc import proc_buddyinfo as _buddyinfo
 from .proc import proc_meminfo as _proc_meminfo
 from .proc import proc_vmallocinfo as _vmallocinfo
-from .state import KNOWN_FAULTS, KNOWN_FEATURES, Kernel, boot_4k_region_list
+from .state import KNOWN_FAULTS, Kernel, boot_4k_region_list
 from .units import memparse
 from .workloads import background as _bg
 from .workloads import events as _events
 from .workloads import from_proc as _from_proc
 
-NUMA_NO_NODE = -1
 _vmalloc_node_range = _vm.__vmalloc_node_range   # module level: no class-name mangling
 _free_pages = _pa.__free_pages
-STAT_KEYS = ("splits_2m", "splits_1g", "flush_tlb_all", "flush_tlb_range",
-             "flush_tlb_range_pages", "lazy_purges", "vm_unmap_aliases", "reset_perms_frees",
-             "grouped_hits", "grouped_replenish", "grouped_fallback", "grouped_cross_node",
-             "grouped_bad_gfp", "shrinker_calls", "shrinker_freed", "kswapd_runs",
-             "allocstall", "pgsteal", "alloc_fail", "vmalloc_fail")
+_UNSET = object()   # a design option the caller did not give
 
 
 def _check_int(name, value, lo, hi=None):
@@ -49,18 +45,19 @@ def _check_int(name, value, lo, hi=None):
 
 
 class Machine:
-    """One modelled x86-64 machine running v5.11 plus the chosen RFC patches.
+    """One modelled x86-64 machine running one kernel design (v5.11 by default).
 
-    ``patches``: which RFC patches are applied — () is plain v5.11, (1,) adds
-    list_lru_get_mru, (1, 2) the grouped page cache, (1, 2, 3) module_alloc using it.
+    ``design``: the kernel design, by name (``gpalloc.designs.names()``: "5.11", "rfc",
+    "prog-pack", "cpa-merge", "execmem-rox", ...) or a Design class or instance.
+    ``patches``: sugar for the RFC's patches on v5.11 — () is plain v5.11, (1,) adds
+    list_lru_get_mru, (1, 2) the grouped page cache, (1, 2, 3) module_alloc using it
+    (the same as ``design="rfc"``).  Give one of ``design`` and ``patches``.
+    Options of the RFC's grouped cache (patches (1, 2) and up):
     ``list_head``: where the cache keeps its free-list link — "contents" (RFC) or
     "struct_page" (the reviewers' alternative).  ``unmapped_cache`` (not the RFC): cached
     pages are also removed from the direct map, the idea the cache would have to grow
     into — with in-page list_heads that faults, which is the reviewers' point.
     ``nr_scanned_quirk``: keep the RFC shrinker's ``sc->nr_scanned += isolated``.
-    ``features``: later kernels' mechanisms for comparison — "bpf_prog_pack" (5.18),
-    "cpa_merge" (Aaron Lu's 2022 RFC: split mappings merge back when uniform again),
-    "execmem_rox" (6.15: executable memory from PMD-mapped read-only+exec chunks).
     ``faults``: inject failures, e.g. ("register_shrinker",).
     ``boot_4k``: how much of the direct map boot already maps with 4K pages (2 MiB
     multiples; real machines show 30–150 MB, e.g. 30,720 kB on a 6.18 VM with no
@@ -68,8 +65,8 @@ class Machine:
     """
 
     def __init__(self, nodes=1, node_mem="4G", gbpages=True, cpus_per_node=2, seed=0,
-                 patches=(), boot_4k="30M", kaslr=True, list_head="contents",
-                 nr_scanned_quirk=True, faults=(), unmapped_cache=False, features=()):
+                 patches=None, boot_4k="30M", kaslr=True, faults=(), design=None,
+                 list_head=_UNSET, nr_scanned_quirk=_UNSET, unmapped_cache=_UNSET):
         _check_int("nodes", nodes, 1, 64)
         _check_int("cpus_per_node", cpus_per_node, 1, 256)
         _check_int("seed", seed, 0)
@@ -81,35 +78,30 @@ class Machine:
         if b4k % (2 << 20):
             raise ValueError(f"boot_4k: must be a multiple of 2M (whole 2 MiB regions), "
                              f"got {boot_4k!r}")
-        patches = tuple(sorted(set(patches)))
-        for p in patches:
-            if p not in (1, 2, 3):
-                raise ValueError(f"patches: the RFC has patches 1, 2 and 3, got {p!r}")
-        for p, needs in ((2, 1), (3, 2)):
-            if p in patches and needs not in patches:
-                raise ValueError(f"patches: patch {p} builds on patch {needs}; "
-                                 f"got {patches}")
-        if list_head not in STORAGE_VARIANTS:
-            raise ValueError(f"list_head: must be one of {STORAGE_VARIANTS}, got {list_head!r}")
         for f in faults:
             if f not in KNOWN_FAULTS:
                 raise ValueError(f"faults: unknown fault {f!r}; known: {KNOWN_FAULTS}")
-        for f in features:
-            if f not in KNOWN_FEATURES:
-                raise ValueError(f"features: unknown {f!r}; known: {KNOWN_FEATURES}")
+        options = {key: value for key, value in (("list_head", list_head),
+                                                 ("nr_scanned_quirk", nr_scanned_quirk),
+                                                 ("unmapped_cache", unmapped_cache))
+                   if value is not _UNSET}
+        d = _designs.create(design, patches, **options)
         node_pages = mem // PAGE_SIZE
         self.config = dict(nodes=nodes, node_mem=node_mem, gbpages=bool(gbpages),
-                           cpus_per_node=cpus_per_node, seed=seed, patches=patches,
-                           boot_4k=boot_4k, kaslr=bool(kaslr), list_head=list_head,
-                           nr_scanned_quirk=bool(nr_scanned_quirk), faults=tuple(faults),
-                           unmapped_cache=bool(unmapped_cache), features=tuple(features))
+                           cpus_per_node=cpus_per_node, seed=seed, design=d.name,
+                           patches=_designs.patches_of(type(d)), boot_4k=boot_4k,
+                           kaslr=bool(kaslr), faults=tuple(faults),
+                           **{key: getattr(d, key) for key in d.OPTIONS})
         self.capture = None   # set by from_proc(): the parsed /proc data it was built from
         self.k = Kernel(nodes=nodes, node_pages=node_pages, cpus_per_node=cpus_per_node,
                         gbpages=bool(gbpages),
                         boot_4k_regions=boot_4k_region_list(b4k, nodes * node_pages),
-                        seed=seed, patches=patches, kaslr=bool(kaslr), list_head=list_head,
-                        nr_scanned_quirk=bool(nr_scanned_quirk), faults=faults,
-                        unmapped_cache=bool(unmapped_cache), features=features)
+                        seed=seed, design=d, kaslr=bool(kaslr), faults=faults)
+
+    @property
+    def design(self):
+        """The kernel design this machine runs (a gpalloc.designs.Design, with its state)."""
+        return self.k.design
 
     @classmethod
     def from_proc(cls, source, load_modules=True, pressure=0.0, **kwargs):
@@ -124,8 +116,10 @@ class Machine:
 
     def __repr__(self):
         c = self.config
+        kernel = f"patches={c['patches']}" if c["patches"] is not None \
+            else f"design={c['design']!r}"
         return (f"Machine(nodes={c['nodes']}, node_mem={c['node_mem']!r}, "
-                f"patches={c['patches']}, seed={c['seed']})")
+                f"{kernel}, seed={c['seed']})")
 
     # ------------------------------------------------------------ CPUs
     @property
@@ -136,6 +130,11 @@ class Machine:
     @cpu.setter
     def cpu(self, cpu):
         self.k.cpu = _check_int("cpu", cpu, 0, self.k.nr_cpus - 1)
+
+    @property
+    def nr_cpus(self):
+        """num_possible_cpus(): nodes × cpus_per_node."""
+        return self.k.nr_cpus
 
     # ------------------------------------------------------------ vmalloc
     def vmalloc(self, size, caller="vmalloc"):
@@ -205,7 +204,7 @@ class Machine:
     def free_pages(self, page, order=0):
         """__free_pages(page, order)."""
         _check_int("order", order, 0, MAX_ORDER - 1)
-        if page is None or getattr(page, "_refcount", 0) <= 0 or page.owner != "kernel":
+        if page is None or getattr(page, "_refcount", 0) <= 0 or page.owner != OWNER_KERNEL:
             raise ValueError(f"page: {page!r} is not a page this machine handed out "
                              "with alloc_pages")
         _free_pages(self.k, page, order)
@@ -243,11 +242,20 @@ class Machine:
 
     def grouped_blocks(self):
         """Each replenished 2 MiB block: pages cached / in use / returned / reused, and split."""
-        return _gp.grouped_blocks(self.k)
+        return self.k.design.grouped_blocks(self.k)
 
     def poison_check(self):
         """What a page-poisoning check of the grouped cache's free pages would report."""
-        return _gp.poison_check(self.k)
+        return self.k.design.poison_check(self.k)
+
+    def grouped_cache_pfns(self, node):
+        """pfns on one node's grouped-cache list, head (oldest) to tail (most recent)."""
+        self.k.check_nid(node)
+        return self.k.design.grouped_cache_pfns(self.k, node)
+
+    def pools(self):
+        """The design's own memory pools (grouped cache, packs, ROX chunks): a list of dicts."""
+        return self.k.design.pools(self.k)
 
     # ------------------------------------------------------------ views
     def meminfo(self):
@@ -267,20 +275,12 @@ class Machine:
         return _vmallocinfo(self.k)
 
     def stats(self):
-        """Counters: splits, flushes, grouped cache, shrinker, reclaim (see STAT_KEYS)."""
+        """Counters (gpalloc.mm.vmstat) and the design's own figures (e.g. the grouped cache)."""
         k = self.k
-        out = {key: k.stat.get(key, 0) for key in STAT_KEYS}
+        out = {key: k.stat.get(key, 0) for key in (*ALWAYS_REPORTED, *k.design.stat_keys)}
         out.update({key: v for key, v in k.stat.items() if key not in out})
         out["page_table_pages"] = len(k.dmap.pt_pages)
-        out["grouped_cache_pages"] = grouped_cache_pages(k)
-        out["grouped_cache_pages_per_node"] = [grouped_cache_pages(k, n)
-                                               for n in range(k.nr_nodes)]
-        g = k.grouped
-        out["nid_round_robin"] = g.nid_round_robin if g else 0
-        out["grouped_replenish_per_node"] = list(g.replenish_per_node) if g and \
-            g.replenish_per_node else [0] * k.nr_nodes
-        out["nr_deferred"] = list(g.shrinker.nr_deferred or []) if g and g.shrinker \
-            and g.shrinker.nr_deferred else [0] * k.nr_nodes
+        out.update(k.design.stats(k))
         return out
 
     def direct_map_regions(self):
@@ -293,7 +293,7 @@ class Machine:
 
     def grouped_block_regions(self):
         """2 MiB region indexes of the blocks the grouped cache replenished from."""
-        return sorted(b >> 9 for b in self.k.grouped.blocks) if self.k.grouped else []
+        return sorted(b["pfn"] >> 9 for b in self.grouped_blocks())
 
     def buddyinfo(self):
         """/proc/buddyinfo as data: {(node, zone name): [free blocks of order 0..10]}."""
@@ -302,6 +302,20 @@ class Machine:
     def pagetypeinfo(self):
         """/proc/pagetypeinfo's block counts: {(node, zone name): {migratetype: pageblocks}}."""
         return _blockcount(self.k)
+
+    def lookup_address(self, pfn):
+        """lookup_address() of pfn's direct-map alias: (PG_LEVEL_4K/2M/1G, prot)."""
+        self._pfn(pfn)
+        return self.k.dmap.lookup_address(pfn)
+
+    def struct_page(self, pfn):
+        """pfn_to_page(): the struct page of a pfn, to read (writing it corrupts the model)."""
+        self._pfn(pfn)
+        return self.k.pages.pfn_to_page(pfn)
+
+    def shrinkers(self):
+        """The registered shrinkers (shrinker_list), in registration order."""
+        return list(self.k.shrinker_list)
 
     def events(self, last=50):
         """The most recent tracepoint events (name, fields), oldest first."""
@@ -331,6 +345,9 @@ class Machine:
         if isinstance(addr, bool) or not isinstance(addr, int) or addr < 0:
             raise ValueError(f"addr: expected a kernel virtual address (int), got {addr!r}")
         return addr
+
+    def _pfn(self, pfn):
+        return _check_int("pfn", pfn, 0, self.k.max_pfn - 1)
 
     @staticmethod
     def _npages(n):

@@ -33,8 +33,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from gpalloc.sources import read_source
 from gpalloc.workloads.lsmod import Module, parse_modules
-from gpalloc.workloads.lsmod import _read_source as read_source  # one reader for both
 
 __all__ = [
     "Module",

@@ -8,7 +8,6 @@ import random
 from collections import Counter, deque
 
 from .arch.x86.set_memory import kernel_physical_mapping_init
-from .mm.grouped_pages import grouped_cache, grouped_page_init
 from .mm.mmzone import (
     Layout,
     lruvec,
@@ -22,29 +21,27 @@ from .mm.page_alloc import free_boot_memory
 from .mm.vmalloc import vmap_state
 
 KNOWN_FAULTS = ("register_shrinker",)
-# Later kernels' mechanisms, for comparing designs (none is in v5.11 or the RFC).
-KNOWN_FEATURES = ("bpf_prog_pack", "cpa_merge", "execmem_rox")
 TRACE_LEN = 2000
 
 
 class Kernel:
-    """All state of one modelled machine; built by :func:`boot`."""
+    """All state of one modelled machine, booted by the constructor (start_kernel).
+
+    ``design`` (a gpalloc.designs.Design) is the kernel design this machine runs;
+    its own state lives on it, and it is initialised last, like an initcall.
+    """
 
     def __init__(self, *, nodes, node_pages, cpus_per_node, gbpages, boot_4k_regions, seed,
-                 patches, kaslr, list_head, nr_scanned_quirk, faults, unmapped_cache=False,
-                 features=()):
+                 design, kaslr, faults):
         self.nr_nodes, self.node_pages = nodes, node_pages
         self.max_pfn = nodes * node_pages
         self.cpus_per_node = cpus_per_node
         self.nr_cpus = nodes * cpus_per_node
         self.cpu = 0
         self.gbpages = gbpages
-        self.patches = frozenset(patches)
+        self.design = design
         self.kaslr = kaslr
         self.faults = frozenset(faults)
-        self.features = frozenset(features)
-        self.prog_packs = []
-        self.execmem_cache = []
         self.seed = seed
         self.rng = random.Random(seed)
         self.stat = Counter()
@@ -55,7 +52,6 @@ class Kernel:
         self.lru = [lruvec() for _ in range(nodes)]   # background page-cache extents
         self.kernel_blocks = [lruvec() for _ in range(nodes)]   # background unmovable blocks
         self.in_reclaim = False
-        self.memory_pressure = 0.0
         self.clock, self.work_seq, self.deferred = 0, 0, []   # kernel/workqueue.py
         self.module_load_offset = None
         self.wx_exempt = set()   # callers v5.11 leaves RW+X (BPF trampolines)
@@ -72,16 +68,12 @@ class Kernel:
             self.zones.append(z)
         self._zone_by = {(z.nid, z.zid): z for z in self.zones}
         self.alloc_ctx = {}   # (gfp, preferred node) → zonelist, zone, migratetype, flags
-        self.min_free_kbytes = setup_per_zone_wmarks(self.zones)
+        setup_per_zone_wmarks(self.zones)
         setup_per_zone_lowmem_reserve(self.node_zones)
         self.boot_4k_regions = frozenset(boot_4k_regions)
         self.dmap = kernel_physical_mapping_init(self, boot_4k_regions, gbpages)
-        self.boot_directmap = self.dmap.kb()
         self.vmap = vmap_state(self.nr_cpus)
-        self.grouped = None
-        if 2 in self.patches:   # CONFIG_ARCH_HAS_HPAGE_DIRECT_MAP_PERMS=y
-            self.grouped = grouped_cache(list_head, nr_scanned_quirk, unmapped_cache)
-            grouped_page_init(self)
+        design.init(self)
 
     def numa_node_id(self):
         """numa_node_id(): the node of the CPU we are running on."""

@@ -183,7 +183,7 @@ def directmap_timeline(result, ax=None):
 def cache_bars(m, ax=None):
     """Bar chart of grouped-cache pages per node; return the BarContainer."""
     ax = _axes(ax)
-    per_node = list(m.stats()["grouped_cache_pages_per_node"])
+    per_node = list(m.stats().get("grouped_cache_pages_per_node", [0] * m.config["nodes"]))
     xs = range(len(per_node))
     bars = ax.bar(xs, per_node, color=OKABE_ITO["bluish_green"], edgecolor=HATCH_INK,
                   hatch="//", label="cached pages")

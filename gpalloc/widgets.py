@@ -25,12 +25,13 @@ import time
 import ipywidgets as W
 from matplotlib.figure import Figure
 
-from . import viz
-from .experiments import KERNELS, build_events, run_experiment
+from . import designs, viz
+from .experiments import run_experiment
 from .machine import NUMA_NO_NODE, Machine
 from .mm import gfp as _gfp
 from .mm.gfp import GFP_GROUPED, GFP_KERNEL, GFP_KERNEL_ACCOUNT, gfp_t
-from .mm.vmalloc import VM_GROUP_PAGES
+from .mm.vmalloc import VM_GROUP_PAGES, vmalloc_page_gfp
+from .tables import html_table
 from .workloads.scenario import Calibration
 
 # Every single-bit __GFP_* flag of the model, lowest bit first: (name, gfp_t).
@@ -61,25 +62,6 @@ DASHBOARD_GFPS = {
     "GFP_KERNEL_ACCOUNT": GFP_KERNEL_ACCOUNT,
 }
 _ERROR_STYLE = "color:#D55E00;font-weight:bold"
-
-
-def passed_down(mask):
-    """The gfp __vmalloc_area_node() hands to vm_alloc_page(): | __GFP_NOWARN, | __GFP_HIGHMEM.
-
-    (__GFP_HIGHMEM only when neither __GFP_DMA nor __GFP_DMA32 is set, as in v5.11.)
-    """
-    out = gfp_t(mask) | _gfp.__GFP_NOWARN
-    if not out & (_gfp.__GFP_DMA | _gfp.__GFP_DMA32):
-        out = out | _gfp.__GFP_HIGHMEM
-    return out
-
-
-def _table(rows):
-    """A two-column HTML table of (label, value) rows."""
-    cells = "".join(f"<tr><td style='padding-right:1em'>{html.escape(str(k))}</td>"
-                    f"<td style='text-align:right'><b>{html.escape(str(v))}</b></td></tr>"
-                    for k, v in rows)
-    return f"<table>{cells}</table>"
 
 
 class Panel(abc.ABC):
@@ -224,7 +206,7 @@ class GfpFlagsExplorer(Panel):
     def _compute(self):
         mask = self.mask()
         self._sync_preset(mask)
-        down = passed_down(mask)
+        down = vmalloc_page_gfp(mask)
         equals = down == GFP_GROUPED
         m = Machine(**GFP_MACHINE)
         self.machine = m
@@ -256,7 +238,7 @@ class GfpFlagsExplorer(Panel):
                      ("missing bits", f"{int(missing):#x}  {missing}" if missing else "–")]
         rows += [("VM_GROUP_PAGES allocation", "succeeded" if addr is not None else "failed"),
                  ("from", source), ("WARN", warning or "–")]
-        self.table.value = _table(rows)
+        self.table.value = html_table(rows)
 
 
 def gfp_flags_explorer():
@@ -320,7 +302,7 @@ class PressureExplorer(Panel):
             "seconds": round(time.perf_counter() - t0, 2),
         }
         v = self.values
-        self.table.value = _table([
+        self.table.value = html_table([
             ("free memory (MB)", v["free_mb"]), ("free order-9 blocks", v["order9_blocks"]),
             ("replenishes (2 MiB blocks)", v["replenish"]),
             ("fallbacks to single pages", v["fallbacks"]),
@@ -370,11 +352,10 @@ class NumaExplorer(Panel):
         nr_cpus = nodes * m.config["cpus_per_node"]
         pick = NUMA_CPU_CHOICES[choice]
         rng = random.Random(seed)
-        addrs, lookups = [], 0
+        addrs = []
         for i in range(allocs):
             m.cpu = pick(i, nr_cpus, rng)
             addr = m.module_alloc(4096)
-            lookups += 1
             if addr is not None:
                 addrs.append(addr)
         for addr in addrs[::2]:
@@ -383,10 +364,9 @@ class NumaExplorer(Panel):
         m.cpu = 0
         page_nodes, start_nodes = [], []
         for _ in range(NUMA_PROBES):
-            # nid_round_robin: one atomic_fetch_inc per NUMA_NO_NODE lookup since boot.
-            start_nodes.append(lookups % nodes)
+            # the node __remove_first_page() starts its round-robin lookup at
+            start_nodes.append(m.stats()["nid_round_robin"] % nodes)
             addr = m.module_alloc(4096)
-            lookups += 1
             page_nodes.append(m.find_vm_area(addr).pages[0].nid if addr is not None else None)
         self.machine = m
         st = m.stats()
@@ -406,7 +386,7 @@ class NumaExplorer(Panel):
             "failed": allocs - len(addrs),
         }
         v = self.values
-        self.table.value = _table([
+        self.table.value = html_table([
             ("cached pages per node", v["cache_per_node"]),
             ("replenishes (2 MiB blocks) per node", v["replenish"]),
             ("cache hits / cross-node hits", f"{v['hits']} / {v['cross_node']}"),
@@ -432,17 +412,6 @@ def numa_explorer(seed=0):
 
 
 # ------------------------------------------------------------------ experiment dashboard
-
-def _replay(name, seed, cal, design, **kw):
-    """Play a scenario on one kernel design as run_experiment does, keeping the Machine."""
-    m = Machine(seed=seed, **design, **cal.machine_kwargs())
-    m.set_memory_pressure(cal.pressure)
-    for events in build_events(name, seed, **kw).values():
-        m.play(events, cal.churn_per_event, None,
-               kernel_churn_per_event=cal.kernel_churn_per_event,
-               migrate_every=cal.migrate_every)
-    return m
-
 
 class ExperimentDashboard(Panel):
     """bpf-load on baseline vs grouped: timeline, two direct maps, reduction; Run button."""
@@ -498,15 +467,13 @@ class ExperimentDashboard(Panel):
         self._set_header(f"seed {seed}; {nodes} node(s) × {DASHBOARD_NODE_MEM}, pressure "
                          f"{pressure:.2f}; {DASHBOARD_PROGRAMS} one-page BPF programs kept loaded")
         t0 = time.perf_counter()
-        kernels = {k: KERNELS[k] for k in ("baseline", "grouped")}
+        kernels = designs.BASELINE_VS_GROUPED
+        machines = {}
         result = run_experiment(DASHBOARD_SCENARIO, seed=seed, cal=cal, kernels=kernels,
-                                programs=DASHBOARD_PROGRAMS)
-        # run_experiment keeps only numbers; replay each kernel for the direct-map pictures.
-        machines = {k: _replay(DASHBOARD_SCENARIO, seed, cal, d, programs=DASHBOARD_PROGRAMS)
-                    for k, d in kernels.items()}
+                                machines=machines, programs=DASHBOARD_PROGRAMS)
         # The callers' gfp: VM_GROUP_PAGES takes GFP_KERNEL only (exactly GFP_GROUPED after
         # __vmalloc_area_node adds __GFP_NOWARN|__GFP_HIGHMEM); anything else WARNs, NULL.
-        probe = Machine(seed=seed, **kernels["grouped"], **cal.machine_kwargs())
+        probe = Machine(seed=seed, design=kernels["grouped"], **cal.machine_kwargs())
         ok = sum(probe.vmalloc_node_range(4096, gfp=gfp, vm_flags=VM_GROUP_PAGES,
                                           node=NUMA_NO_NODE, caller="dashboard") is not None
                  for _ in range(DASHBOARD_GFP_PROBES))
@@ -522,9 +489,6 @@ class ExperimentDashboard(Panel):
             "gfp": gfp_label, "grouped_failed": failed, "seed": seed, "nodes": nodes,
             "pressure": pressure,
         }
-        if any(machines[k].meminfo()["DirectMap4k"] != runs[k]["DirectMap4k"] for k in kernels):
-            self.values["_note"] = ("note: the pictures' replay differs from run_experiment's "
-                                    "numbers (the table shows run_experiment's)")
         if c["fedora"].value:
             fedora = run_experiment("fedora-bpf", seed=seed, cal=cal,
                                     test_tag_stride=FEDORA_TEST_TAG_STRIDE)
@@ -544,7 +508,7 @@ class ExperimentDashboard(Panel):
         if failed:
             rows.append(("so", "with these callers every grouped allocation fails: modules and "
                                "BPF JITs would not load, and the reduction above is moot"))
-        self.table.value = _table(rows)
+        self.table.value = html_table(rows)
         viz.directmap_timeline(result, self.axes[0])
         for ax, k in zip(self.axes[1:], kernels, strict=True):
             viz.direct_map_picture(machines[k], ax, title=f"{k}: DirectMap4k "
@@ -610,4 +574,4 @@ def show_answer(answer):
 
 
 __all__ = ["GFP_BITS", "experiment_dashboard", "gfp_flags_explorer", "numa_explorer",
-           "passed_down", "predict_reveal", "pressure_explorer", "show_answer"]
+           "predict_reveal", "pressure_explorer", "show_answer"]

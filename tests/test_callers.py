@@ -56,7 +56,7 @@ def init_area(m, mod):
 
 
 def in_grouped_block(m, pfn):
-    return (pfn & ~511) in m.k.grouped.blocks
+    return (pfn & ~511) in m.k.design.blocks
 
 
 # ---------------------------------------------------------------- the module loader
@@ -176,7 +176,7 @@ def test_bpf_prog_struct_in_vmalloc_range_and_not_grouped(patches):
     assert fp.nr_pages == prog.pages == 2
     assert not fp.flags & VM_GROUP_PAGES
     assert all(dprot(m, p.pfn) & _PAGE_RW for p in fp.pages)   # JIT always on: stays RW
-    if m.k.grouped is not None:
+    if m.k.design.module_vm_flags:
         assert not any(in_grouped_block(m, p.pfn) for p in fp.pages)
         assert all(in_grouped_block(m, p) for p in area_pfns(m, prog.header))
     assert [a.caller for a in busy_areas(m.k) if a.caller == "bpf_check"] == []   # aux freed

@@ -44,11 +44,11 @@ def dmap(m):
 
 
 def cache(m):
-    return m.stats()["grouped_cache_pages"]
+    return m.stats().get("grouped_cache_pages", 0)   # no cache (before patch 2): none cached
 
 
 def in_blocks(m, pfn):
-    return (pfn & ~511) in m.k.grouped.blocks
+    return (pfn & ~511) in m.k.design.blocks
 
 
 @pytest.fixture
@@ -73,13 +73,12 @@ def test_gfp_grouped_value():
 @pytest.mark.parametrize("patches", [(), (1,)])
 def test_vm_group_pages_ignored_without_patch_2(patches):
     m = Machine(nodes=1, node_mem="1G", patches=patches, seed=0)
-    assert m.k.grouped is None
+    assert not hasattr(m.k.design, "grouped_pages_lru")
     free = m.meminfo()["MemFree"]
     addr = grouped(m, 3)
     st = m.stats()
-    assert st["grouped_replenish"] == 0 and st["grouped_hits"] == 0
-    assert st["grouped_cache_pages"] == 0
-    assert m.grouped_blocks() == []
+    assert "grouped_replenish" not in st and "grouped_cache_pages" not in st   # no cache at all
+    assert m.grouped_blocks() == [] and m.pools() == []
     assert m.meminfo()["MemFree"] <= free - 3 * 4        # ordinary order-0 pages
     m.vfree(addr)
     drain_all_pages(m.k)
@@ -99,7 +98,7 @@ def test_replenish_caches_511_pages_and_returns_page_0(m):
     assert cache(m) == 511
     (pfn,) = pfns(m, addr)
     assert pfn % 512 == 0                                 # page 0 of an aligned order-9 block
-    assert list(m.k.grouped.blocks) == [pfn]
+    assert list(m.k.design.blocks) == [pfn]
     # the whole 2 MiB block left the buddy; cached pages are not free memory
     assert m.meminfo()["MemFree"] == free - 2048
     assert m.meminfo()["VmallocUsed"] == 4
@@ -133,11 +132,11 @@ def test_numa_no_node_round_robin_alternates_start_node(m2):
     grouped(m2, 1, node=0)
     grouped(m2, 1, node=1)
     assert m2.stats()["grouped_cache_pages_per_node"] == [511, 511]
-    rr = m2.k.grouped.nid_round_robin
+    rr = m2.k.design.nid_round_robin
     assert rr == 0                                        # specific nodes do not advance it
     addr = grouped(m2, 6)
     assert nids(m2, addr) == [0, 1, 0, 1, 0, 1]
-    assert m2.k.grouped.nid_round_robin == rr + 6         # once per page
+    assert m2.k.design.nid_round_robin == rr + 6         # once per page
     assert m2.stats()["grouped_cache_pages_per_node"] == [508, 508]
     addr = grouped(m2, 3)                                 # counter is even again: node 0 first
     assert nids(m2, addr) == [0, 1, 0]
@@ -148,10 +147,10 @@ def test_numa_no_node_round_robin_alternates_start_node(m2):
 
 def test_round_robin_advances_even_when_another_node_supplies(m2):
     grouped(m2, 1, node=0)                                # only node 0 has a cache
-    rr = m2.k.grouped.nid_round_robin
+    rr = m2.k.design.nid_round_robin
     addr = grouped(m2, 5)
     assert nids(m2, addr) == [0] * 5                      # node 1 probed first, empty
-    assert m2.k.grouped.nid_round_robin == rr + 5
+    assert m2.k.design.nid_round_robin == rr + 5
     assert m2.stats()["grouped_replenish"] == 1
     assert m2.stats()["grouped_cache_pages_per_node"] == [506, 0]
 
@@ -167,7 +166,7 @@ def test_specific_node_never_takes_from_another_nodes_cache(m2, filled, asked):
     assert st["grouped_replenish"] == 2                   # a miss replenishes on that node
     assert st["grouped_cache_pages_per_node"][filled] == 511   # untouched
     assert st["grouped_cache_pages_per_node"][asked] == 508
-    blocks = m2.k.grouped.blocks
+    blocks = m2.k.design.blocks
     assert sorted(blocks.values()) == [0, 1]
     m2.check()
 
@@ -320,7 +319,7 @@ def test_nr_scanned_quirk_changes_the_number_of_scan_calls(quirk, calls, deferre
 
 def test_register_shrinker_failure_leaves_the_cache_disabled():
     m = Machine(nodes=2, node_mem="1G", patches=(1, 2), faults=("register_shrinker",))
-    assert m.k.grouped.grouped_page_en is False
+    assert m.k.design.grouped_page_en is False
     drain_all_pages(m.k)
     free = m.meminfo()["MemFree"]
     addr = grouped(m, 4)

@@ -272,7 +272,6 @@ def test_watermarks_min_low_high(kw):
     k = m.k
     lowmem_pages = sum(z.managed_pages for z in k.zones)
     min_free_kbytes = min(max(isqrt(lowmem_pages * 4 * 16), 128), 262144)
-    assert k.min_free_kbytes == min_free_kbytes
     pages_min = min_free_kbytes >> 2
     for z in k.zones:
         wmin, low, high = z.min_wmark_pages(), z.low_wmark_pages(), z.high_wmark_pages()

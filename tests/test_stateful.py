@@ -90,13 +90,13 @@ def _directmap(m):
 
 def _cached_pfns(m):
     """pfns of every page waiting in the grouped cache."""
-    g = m.k.grouped
-    if g is None or g.grouped_pages_lru is None:
+    g = m.k.design
+    if getattr(g, "grouped_pages_lru", None) is None:
         return set()
     out = set()
     for nlru in g.grouped_pages_lru.node:
         for item in nlru.lru.list:
-            page = m.k.pages.virt_to_page(item) if g.storage == "contents" else item
+            page = m.k.pages.virt_to_page(item) if g.list_head == "contents" else item
             out.add(page.pfn)
     return out
 
@@ -121,8 +121,8 @@ class GpallocStateMachine(RuleBasedStateMachine):
                 cpu=st.sampled_from([3, 0, 1, 2]))
     def boot(self, shape, patches, list_head, nr_scanned_quirk, seed, cpu):
         nodes, node_mem = shape
-        self.m = Machine(nodes=nodes, node_mem=node_mem, patches=patches, seed=seed,
-                         list_head=list_head, nr_scanned_quirk=nr_scanned_quirk)
+        options = dict(list_head=list_head, nr_scanned_quirk=nr_scanned_quirk) if patches else {}
+        self.m = Machine(nodes=nodes, node_mem=node_mem, patches=patches, seed=seed, **options)
         self.m.cpu = cpu % self.m.k.nr_cpus   # 3: start on the last node (its 1G entry)
         self.prev_dm = _directmap(self.m)
 
@@ -131,8 +131,8 @@ class GpallocStateMachine(RuleBasedStateMachine):
         return NUMA_NO_NODE if node == NUMA_NO_NODE else min(node, self.m.k.nr_nodes - 1)
 
     def _grouping(self, vm_flags):
-        g = self.m.k.grouped
-        return bool(vm_flags & VM_GROUP_PAGES) and g is not None and g.grouped_page_en
+        g = self.m.k.design
+        return bool(vm_flags & VM_GROUP_PAGES) and getattr(g, "grouped_page_en", False)
 
     def _new_area(self, addr, size, grouped, reset_perms):
         npages = -(-size // PAGE_SIZE)
@@ -202,7 +202,7 @@ class GpallocStateMachine(RuleBasedStateMachine):
         self._expect_unchanged_dm(before, "module_alloc")
         if addr is None:
             return multiple()
-        grouped = 3 in self.m.k.patches and self._grouping(VM_GROUP_PAGES)
+        grouped = self._grouping(self.m.k.design.module_vm_flags)
         return self._new_area(addr, size, grouped, False).addr
 
     @rule(addr=areas)
@@ -430,7 +430,7 @@ class GpallocStateMachine(RuleBasedStateMachine):
         if mode & 1:
             assert self.m.meminfo()["Cached"] == 0, "drop_caches(1) left page cache"
         if mode & 2:   # §10.5 S7: the cache is emptied
-            assert self.m.stats()["grouped_cache_pages"] == 0, "drop_caches(2) left cache"
+            assert self.m.stats().get("grouped_cache_pages", 0) == 0, "drop_caches(2) left cache"
 
     @precondition(lambda self: not self.pressured)   # a refill costs ~0.1 s: once a run
     @rule(level=st.sampled_from([0.5, 0.9, 1.0]))
@@ -450,11 +450,11 @@ class GpallocStateMachine(RuleBasedStateMachine):
 
     @rule(nid=st.integers(0, 1), priority=st.integers(0, 12))
     def shrink_slab(self, nid, priority):
-        before, cached = self._stable(), self.m.stats()["grouped_cache_pages"]
+        before, cached = self._stable(), self.m.stats().get("grouped_cache_pages", 0)
         freed = self.m.shrink_slab(min(nid, self.m.k.nr_nodes - 1), priority)
         self._expect_unchanged_dm(before, "shrink_slab")
         assert 0 <= freed <= cached
-        assert self.m.stats()["grouped_cache_pages"] == cached - freed
+        assert self.m.stats().get("grouped_cache_pages", 0) == cached - freed
 
     @rule(cpu=st.integers(0, 3))
     def set_cpu(self, cpu):
@@ -493,7 +493,7 @@ class GpallocStateMachine(RuleBasedStateMachine):
         assert mi["VmallocUsed"] == 4 * in_areas, \
             f"VmallocUsed {mi['VmallocUsed']} kB, live areas hold {in_areas} pages"
         slab = sum(blocks.nr_pages for blocks in m.k.kernel_blocks)   # unmovable background
-        used = (pcp + in_areas + st_["grouped_cache_pages"] + st_["page_table_pages"]
+        used = (pcp + in_areas + st_.get("grouped_cache_pages", 0) + st_["page_table_pages"]
                 + self.held_pages + slab) * 4 + mi["Cached"]
         assert mi["MemFree"] + used <= mi["MemTotal"], f"{mi} + {used} kB in use"
         assert mi["MemFree"] + used == mi["MemTotal"], \
@@ -501,7 +501,7 @@ class GpallocStateMachine(RuleBasedStateMachine):
 
     @invariant()
     def cached_pages_not_mapped(self):
-        if self.m is None or self.m.k.grouped is None:
+        if self.m is None or getattr(self.m.k.design, "grouped_pages_lru", None) is None:
             return
         cached = _cached_pfns(self.m)
         for addr in self.live:

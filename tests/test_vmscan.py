@@ -3,9 +3,9 @@
 import pytest
 
 from gpalloc import GFP_KERNEL, VM_GROUP_PAGES, Machine
+from gpalloc.designs.rfc import grouped_cache_pages
 from gpalloc.mm import vmscan as vs
 from gpalloc.mm.gfp import __GFP_DMA, GFP_ATOMIC, GFP_NOFS, GFP_NOIO, GFP_NOWAIT
-from gpalloc.mm.grouped_pages import grouped_cache_pages
 from gpalloc.mm.page_alloc import drain_all_pages
 
 DEF_PRIORITY = 12
@@ -217,7 +217,7 @@ def _grouped_machine(quirk):
     addr = m.vmalloc_node_range(4096, vm_flags=VM_GROUP_PAGES)
     assert addr is not None
     assert grouped_cache_pages(m.k, 0) == 511      # one replenish: pages 1..511 cached
-    s = m.k.grouped.shrinker
+    s = m.k.design.shrinker
     rec = []
     orig = s.scan_objects
 
@@ -233,7 +233,7 @@ def _grouped_machine(quirk):
 
 def test_rfc_shrinker_registration():
     m = Machine(patches=(1, 2))
-    g = m.k.grouped
+    g = m.k.design
     assert g.grouped_page_en
     assert g.shrinker in m.k.shrinker_list
     assert g.shrinker.seeks == vs.DEFAULT_SEEKS
@@ -299,7 +299,7 @@ def test_rfc_scan_stops_without_shared_bits():
 
 def test_register_shrinker_failure_leaves_grouping_disabled():
     m = Machine(patches=(1, 2), faults=("register_shrinker",))
-    g = m.k.grouped
+    g = m.k.design
     assert g.grouped_page_en is False
     assert g.grouped_pages_lru is None            # list_lru_destroy()
     assert m.k.shrinker_list == []

@@ -8,14 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from gpalloc.workloads.lsmod import (
-    PAGE_SIZE,
-    Module,
-    jit_pages,
-    module_layout,
-    parse_bpf_profile,
-    parse_modules,
-)
+from gpalloc.kernel.bpf.core import bpf_jit_binary_pages as jit_pages
+from gpalloc.mm.page import PAGE_SIZE
+from gpalloc.workloads.bpf_profile import parse_bpf_profile
+from gpalloc.workloads.lsmod import Module, parse_modules
+from gpalloc.workloads.sections import module_layout
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 LSMOD = DATA / "lsmod"
@@ -213,27 +210,27 @@ def test_module_layout_needs_a_module():
 
 def test_bpf_profile_loads():
     profile = parse_bpf_profile(PROFILE)
-    assert profile["kernel"] == "v5.11"
-    tag = profile["test_tag"]
-    assert tag["loads"] == 40945 == 5 * (4095 + 4094)
-    assert sum(tag["pages_histogram"].values()) == 40945
-    assert tag["total_pages"] == 137020
-    scale = profile["test_verifier"]["scale_programs"]
-    assert scale["pages_each"] == 1181 == jit_pages(scale["jited_bytes"])
-    assert profile["fexit_stress"]["fexit_programs"] == 40
-    tv = profile["test_verifier"]
-    assert tv["jit_images"]["estimate"] is True
-    assert tv["jit_images"]["value"] == (tv["accepted_privileged_loads"]["value"]
-                                         + tv["accepted_unprivileged_loads"]["value"])
+    assert profile.kernel == "v5.11"
+    tag = profile.test_tag
+    assert tag.loads == 40945 == 5 * (4095 + 4094)
+    assert sum(tag.pages_histogram.values()) == 40945
+    assert tag.total_pages == 137020
+    scale = profile.test_verifier.scale_programs
+    assert scale.pages_each == 1181 == jit_pages(scale.jited_bytes)
+    assert profile.fexit_stress.fexit_programs == 40
+    tv = profile.test_verifier
+    assert tv.jit_images.estimate is True
+    assert tv.jit_images.value == (tv.accepted_privileged_loads.value
+                                   + tv.accepted_unprivileged_loads.value)
 
 
 def test_bpf_profile_jit_sizes_match_the_csv():
     csv = (DATA / "fcvm-6.18-bpf-jit-sizes.csv").read_text().splitlines()
     rows = {tuple(r.split(",")[:2]): int(r.split(",")[3]) for r in csv[1:]}
-    bpi = parse_bpf_profile(PROFILE)["jit_bytes_per_insn"]
-    assert bpi["imm"] == round(rows[("imm", "4096")] / 4096, 2)
-    assert bpi["map"] == round(rows[("map", "4096")] / 4096, 2)
-    assert bpi["mov_r0_42"] == round(rows[("mov_r0_42_only", "967233")] / 967233, 3)
+    bpi = parse_bpf_profile(PROFILE).jit_bytes_per_insn
+    assert bpi.imm == round(rows[("imm", "4096")] / 4096, 2)
+    assert bpi.map == round(rows[("map", "4096")] / 4096, 2)
+    assert bpi.mov_r0_42 == round(rows[("mov_r0_42_only", "967233")] / 967233, 3)
 
 
 def _broken_copy(tmp_path, edit):

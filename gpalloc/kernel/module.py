@@ -6,13 +6,25 @@ area.  complete_formation() makes text and rodata RO (and sets
 VM_FLUSH_RESET_PERMS), the non-text parts NX and the text X; after the init
 function runs, ro_after_init becomes RO and the init area is freed from a
 workqueue (after synchronize_rcu()); unloading frees the core area.
+
+Areas come from execmem_alloc() (module_alloc() in v5.11).  Where module text
+arrives read-only and executable (the execmem ROX cache, 6.13+), it cannot share an
+area with the data: text is then allocated on its own, as 6.4+ kernels do with
+their per-type module memory (mod->mem[MOD_TEXT], [MOD_INIT_TEXT]); the model keeps
+rodata, ro_after_init and data together and protects them as v5.11 does.
 """
 
 from dataclasses import dataclass
 
 from ..arch.x86 import set_memory as cpa
-from ..arch.x86.module import module_alloc, module_memfree
-from ..mm import execmem
+from ..errno import ENOMEM
+from ..mm.execmem import (
+    EXECMEM_MODULE_DATA,
+    EXECMEM_MODULE_TEXT,
+    execmem_alloc,
+    execmem_free,
+    execmem_is_rox,
+)
 from ..mm.page import PAGE_SHIFT
 from ..mm.vmalloc import set_vm_flush_reset_perms
 from .workqueue import queue_work
@@ -39,8 +51,8 @@ class module:
     core_layout: module_layout
     init_layout: module_layout
     state: str = "MODULE_STATE_UNFORMED"
-    # later design (execmem ROX cache): text lives apart from the other sections
-    core_text: tuple = (0, 0)    # (address, pages)
+    # text allocated apart (6.4+ mod->mem[MOD_TEXT] / [MOD_INIT_TEXT]): (address, pages)
+    core_text: tuple = (0, 0)
     init_text: tuple = (0, 0)
 
 
@@ -111,18 +123,29 @@ def module_enable_x(k, mod):
     frob_text(k, mod.init_layout, cpa.set_memory_x)
 
 
+def text_apart(k):
+    """Is module text allocated on its own (it arrives read-only + executable)?"""
+    return execmem_is_rox(k, EXECMEM_MODULE_TEXT)
+
+
+def layout_type(k):
+    """The execmem type of the core and init layout areas."""
+    return EXECMEM_MODULE_DATA if text_apart(k) else EXECMEM_MODULE_TEXT
+
+
 def move_module(k, mod):
-    """move_module(): module_alloc() the core area, then the init area if it is not empty."""
+    """move_module(): allocate the core area, then the init area if it is not empty."""
+    kind = layout_type(k)
     if mod.core_layout.size:
-        mod.core_layout.base = module_alloc(k, mod.core_layout.size, caller="move_module") or 0
+        mod.core_layout.base = execmem_alloc(k, kind, mod.core_layout.size, "move_module") or 0
         if not mod.core_layout.base:
-            return -12
+            return -ENOMEM
     if mod.init_layout.size:
-        mod.init_layout.base = module_alloc(k, mod.init_layout.size, caller="move_module") or 0
+        mod.init_layout.base = execmem_alloc(k, kind, mod.init_layout.size, "move_module") or 0
         if not mod.init_layout.base:
-            module_memfree(k, mod.core_layout.base)
+            execmem_free(k, kind, mod.core_layout.base, mod.core_layout.size)
             mod.core_layout.base = 0
-            return -12
+            return -ENOMEM
     return 0
 
 
@@ -134,22 +157,22 @@ def complete_formation(k, mod):
     mod.state = "MODULE_STATE_COMING"
 
 
-def do_free_init(k, base, text=(0, 0)):
+def do_free_init(k, base, size, text=(0, 0)):
     """do_free_init(): the workqueue frees the init area after a grace period."""
     if base:
-        module_memfree(k, base)
+        execmem_free(k, layout_type(k), base, size)
     if text[0]:
-        execmem.execmem_free(k, text[0], text[1] << PAGE_SHIFT)
+        execmem_free(k, EXECMEM_MODULE_TEXT, text[0], text[1] << PAGE_SHIFT)
 
 
 def do_init_module(k, mod):
     """do_init_module(): init ran; ro_after_init goes RO; the init area is freed later."""
     module_enable_ro(k, mod, True)
     mod.state = "MODULE_STATE_LIVE"
-    base, text = mod.init_layout.base, mod.init_text
+    base, size, text = mod.init_layout.base, mod.init_layout.size, mod.init_text
     mod.init_layout.base, mod.init_text = 0, (0, 0)
     if base or text[0]:
-        queue_work(k, lambda: do_free_init(k, base, text), INIT_FREE_DELAY,
+        queue_work(k, lambda: do_free_init(k, base, size, text), INIT_FREE_DELAY,
                    f"do_free_init {mod.name}")
 
 
@@ -159,30 +182,19 @@ def load_module(k, name, core_pages, init_pages):
     ``core_pages`` = (text, rodata, ro_after_init, data), ``init_pages`` =
     (text, rodata, data) in pages.  Returns the module, or None (-ENOMEM).
     """
-    it, ir, idata = init_pages
-    if "execmem_rox" in k.features:
-        return _load_module_execmem(k, name, core_pages, init_pages)
-    mod = module(name, layout_sections(*core_pages), layout_sections(it, ir, 0, idata))
-    if move_module(k, mod):
-        return None
-    complete_formation(k, mod)
-    do_init_module(k, mod)
-    k.stat["modules_loaded"] += 1
-    return mod
-
-
-def _load_module_execmem(k, name, core_pages, init_pages):
-    """A later kernel's load: text from the execmem ROX cache, the rest as in v5.11.
-
-    (6.4+ splits modules into typed allocations; the model keeps rodata,
-    ro_after_init and data together and protects them as v5.11 does.)
-    """
     text, rodata, roa, data = core_pages
     it, ir, idata = init_pages
-    mod = module(name, layout_sections(0, rodata, roa, data), layout_sections(0, ir, 0, idata))
-    mod.core_text = (execmem.execmem_alloc(k, text << PAGE_SHIFT, "module text") or 0, text)
-    mod.init_text = (execmem.execmem_alloc(k, it << PAGE_SHIFT, "module init text") or 0, it)
-    if not mod.core_text[0] or move_module(k, mod):
+    apart = text_apart(k)
+    mod = module(name, layout_sections(0 if apart else text, rodata, roa, data),
+                 layout_sections(0 if apart else it, ir, 0, idata))
+    if apart:
+        mod.core_text = (execmem_alloc(k, EXECMEM_MODULE_TEXT, text << PAGE_SHIFT,
+                                       "module text") or 0, text)
+        mod.init_text = (execmem_alloc(k, EXECMEM_MODULE_TEXT, it << PAGE_SHIFT,
+                                       "module init text") or 0, it)
+        if not mod.core_text[0]:
+            return None
+    if move_module(k, mod):
         return None
     complete_formation(k, mod)
     do_init_module(k, mod)
@@ -192,13 +204,14 @@ def _load_module_execmem(k, name, core_pages, init_pages):
 
 def free_module(k, mod):
     """free_module() (delete_module): the core area goes back (VM_FLUSH_RESET_PERMS path)."""
+    kind = layout_type(k)
     if mod.init_layout.base:
-        module_memfree(k, mod.init_layout.base)
+        execmem_free(k, kind, mod.init_layout.base, mod.init_layout.size)
         mod.init_layout.base = 0
     if mod.core_text[0]:
-        execmem.execmem_free(k, mod.core_text[0], mod.core_text[1] << PAGE_SHIFT)
+        execmem_free(k, EXECMEM_MODULE_TEXT, mod.core_text[0], mod.core_text[1] << PAGE_SHIFT)
         mod.core_text = (0, 0)
-    module_memfree(k, mod.core_layout.base)
+    execmem_free(k, kind, mod.core_layout.base, mod.core_layout.size)
     mod.core_layout.base = 0
     mod.state = "MODULE_STATE_GOING"
     k.stat["modules_unloaded"] += 1

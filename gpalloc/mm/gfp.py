@@ -66,24 +66,25 @@ __GFP_HARDWALL = gfp_t(0x100000)
 __GFP_THISNODE = gfp_t(0x200000)
 __GFP_ACCOUNT = gfp_t(0x400000)
 
-__GFP_RECLAIM = gfp_t(0x400 | 0x800)
-GFP_ATOMIC = gfp_t(0x20 | 0x200 | 0x800)
-GFP_KERNEL = gfp_t(0x400 | 0x800 | 0x40 | 0x80)
-GFP_KERNEL_ACCOUNT = gfp_t(GFP_KERNEL | 0x400000)
-GFP_NOWAIT = gfp_t(0x800)
-GFP_NOIO = gfp_t(0x400 | 0x800)
-GFP_NOFS = gfp_t(0x400 | 0x800 | 0x40)
-GFP_USER = gfp_t(GFP_KERNEL | 0x100000)
-GFP_DMA = gfp_t(0x01)
-GFP_DMA32 = gfp_t(0x04)
-GFP_HIGHUSER = gfp_t(GFP_USER | 0x02)
-GFP_HIGHUSER_MOVABLE = gfp_t(GFP_HIGHUSER | 0x08)
-GFP_TRANSHUGE_LIGHT = gfp_t((GFP_HIGHUSER_MOVABLE | 0x40000 | 0x80000 | 0x2000) & ~0xC00)
-GFP_TRANSHUGE = gfp_t(GFP_TRANSHUGE_LIGHT | 0x400)
-GFP_RECLAIM_MASK = gfp_t(0x400 | 0x800 | 0x40 | 0x80 | 0x2000 | 0x4000 | 0x8000 | 0x10000
-                         | 0x20000 | 0x80000)
+__GFP_RECLAIM = __GFP_DIRECT_RECLAIM | __GFP_KSWAPD_RECLAIM
+GFP_ATOMIC = __GFP_HIGH | __GFP_ATOMIC | __GFP_KSWAPD_RECLAIM
+GFP_KERNEL = __GFP_RECLAIM | __GFP_IO | __GFP_FS
+GFP_KERNEL_ACCOUNT = GFP_KERNEL | __GFP_ACCOUNT
+GFP_NOWAIT = __GFP_KSWAPD_RECLAIM
+GFP_NOIO = __GFP_RECLAIM
+GFP_NOFS = __GFP_RECLAIM | __GFP_IO
+GFP_USER = GFP_KERNEL | __GFP_HARDWALL
+GFP_DMA = __GFP_DMA
+GFP_DMA32 = __GFP_DMA32
+GFP_HIGHUSER = GFP_USER | __GFP_HIGHMEM
+GFP_HIGHUSER_MOVABLE = GFP_HIGHUSER | __GFP_MOVABLE
+GFP_TRANSHUGE_LIGHT = gfp_t((GFP_HIGHUSER_MOVABLE | __GFP_COMP | __GFP_NOMEMALLOC
+                             | __GFP_NOWARN) & ~__GFP_RECLAIM)
+GFP_TRANSHUGE = GFP_TRANSHUGE_LIGHT | __GFP_DIRECT_RECLAIM
+GFP_RECLAIM_MASK = (__GFP_RECLAIM | __GFP_IO | __GFP_FS | __GFP_NOWARN | __GFP_RETRY_MAYFAIL
+                    | __GFP_NOFAIL | __GFP_NORETRY | __GFP_MEMALLOC | __GFP_NOMEMALLOC)
 # RFC 2/3 (mm/vmalloc.c): the only mask VM_GROUP_PAGES accepts.
-GFP_GROUPED = gfp_t(0x2000 | 0x02 | GFP_KERNEL)
+GFP_GROUPED = __GFP_NOWARN | __GFP_HIGHMEM | GFP_KERNEL
 
 # Order of include/trace/events/mmflags.h (__def_gfpflag_names): composites first.
 _NAMES = [
@@ -92,15 +93,17 @@ _NAMES = [
     ("GFP_USER", GFP_USER), ("GFP_KERNEL_ACCOUNT", GFP_KERNEL_ACCOUNT),
     ("GFP_KERNEL", GFP_KERNEL), ("GFP_NOFS", GFP_NOFS), ("GFP_ATOMIC", GFP_ATOMIC),
     ("GFP_NOIO", GFP_NOIO), ("GFP_NOWAIT", GFP_NOWAIT), ("GFP_DMA", GFP_DMA),
-    ("__GFP_HIGHMEM", 0x02), ("GFP_DMA32", GFP_DMA32), ("__GFP_HIGH", 0x20),
-    ("__GFP_ATOMIC", 0x200), ("__GFP_IO", 0x40), ("__GFP_FS", 0x80),
-    ("__GFP_NOWARN", 0x2000), ("__GFP_RETRY_MAYFAIL", 0x4000), ("__GFP_NOFAIL", 0x8000),
-    ("__GFP_NORETRY", 0x10000), ("__GFP_COMP", 0x40000), ("__GFP_ZERO", 0x100),
-    ("__GFP_NOMEMALLOC", 0x80000), ("__GFP_MEMALLOC", 0x20000),
-    ("__GFP_HARDWALL", 0x100000), ("__GFP_THISNODE", 0x200000),
-    ("__GFP_RECLAIMABLE", 0x10), ("__GFP_MOVABLE", 0x08), ("__GFP_ACCOUNT", 0x400000),
-    ("__GFP_WRITE", 0x1000), ("__GFP_RECLAIM", __GFP_RECLAIM),
-    ("__GFP_DIRECT_RECLAIM", 0x400), ("__GFP_KSWAPD_RECLAIM", 0x800),
+    ("__GFP_HIGHMEM", __GFP_HIGHMEM), ("GFP_DMA32", GFP_DMA32), ("__GFP_HIGH", __GFP_HIGH),
+    ("__GFP_ATOMIC", __GFP_ATOMIC), ("__GFP_IO", __GFP_IO), ("__GFP_FS", __GFP_FS),
+    ("__GFP_NOWARN", __GFP_NOWARN), ("__GFP_RETRY_MAYFAIL", __GFP_RETRY_MAYFAIL),
+    ("__GFP_NOFAIL", __GFP_NOFAIL), ("__GFP_NORETRY", __GFP_NORETRY),
+    ("__GFP_COMP", __GFP_COMP), ("__GFP_ZERO", __GFP_ZERO),
+    ("__GFP_NOMEMALLOC", __GFP_NOMEMALLOC), ("__GFP_MEMALLOC", __GFP_MEMALLOC),
+    ("__GFP_HARDWALL", __GFP_HARDWALL), ("__GFP_THISNODE", __GFP_THISNODE),
+    ("__GFP_RECLAIMABLE", __GFP_RECLAIMABLE), ("__GFP_MOVABLE", __GFP_MOVABLE),
+    ("__GFP_ACCOUNT", __GFP_ACCOUNT), ("__GFP_WRITE", __GFP_WRITE),
+    ("__GFP_RECLAIM", __GFP_RECLAIM), ("__GFP_DIRECT_RECLAIM", __GFP_DIRECT_RECLAIM),
+    ("__GFP_KSWAPD_RECLAIM", __GFP_KSWAPD_RECLAIM),
 ]
 
 
@@ -146,18 +149,18 @@ ZONE_NAMES = ("DMA", "DMA32", "Normal")
 
 def gfp_migratetype(gfp):
     """gfp_migratetype(): __GFP_MOVABLE → MOVABLE, __GFP_RECLAIMABLE → RECLAIMABLE."""
-    return (int(gfp) & 0x18) >> 3
+    return (int(gfp) & (__GFP_MOVABLE | __GFP_RECLAIMABLE)) >> 3
 
 
 def gfp_zone(gfp):
     """gfp_zone(): the highest zone the mask may use (64-bit: no ZONE_HIGHMEM)."""
-    if gfp & 0x01:
+    if gfp & __GFP_DMA:
         return ZONE_DMA
-    if gfp & 0x04:
+    if gfp & __GFP_DMA32:
         return ZONE_DMA32
     return ZONE_NORMAL
 
 
 def gfpflags_allow_blocking(gfp):
     """gfpflags_allow_blocking(): may this allocation sleep (direct reclaim)?"""
-    return bool(gfp & 0x400)
+    return bool(gfp & __GFP_DIRECT_RECLAIM)

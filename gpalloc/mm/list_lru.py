@@ -148,9 +148,9 @@ def list_lru_get_mru(lru, nid):
     memcg-aware lru is refused with a one-time warning and None, as in the patch.
     """
     k = lru.k
-    if 1 not in k.patches:
-        raise RuntimeError("list_lru_get_mru: RFC patch 1 is not applied "
-                           "(build the machine with patches=(1,) or more)")
+    if not k.design.provides("list_lru_get_mru"):
+        raise RuntimeError(f"list_lru_get_mru: not in this kernel (design {k.design.name!r}); "
+                           "RFC patch 1 adds it: build the machine with patches=(1,) or more")
     _check_nid(lru, nid)
     if list_lru_memcg_aware(lru):
         WARN_ONCE(k, "list_lru_get_mru",

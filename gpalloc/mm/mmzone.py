@@ -15,6 +15,7 @@ from math import isqrt
 from .gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, ZONE_DMA, ZONE_DMA32, ZONE_NAMES, ZONE_NORMAL
 from .page import MAX_ORDER, PAGE_SHIFT
 
+NUMA_NO_NODE = -1   # include/linux/numa.h: "any node" (the local one, or round-robin)
 ZONE_LIMITS = {ZONE_DMA: (16 << 20) >> PAGE_SHIFT, ZONE_DMA32: (4 << 30) >> PAGE_SHIFT}
 KERNEL_IMAGE = ((16 << 20) >> PAGE_SHIFT, (64 << 20) >> PAGE_SHIFT)  # [start, end) pfns
 sysctl_lowmem_reserve_ratio = (256, 256, 32)
@@ -155,7 +156,6 @@ def setup_per_zone_wmarks(zones):
         tmp = pages_min * z.managed_pages // lowmem_pages
         gap = max(tmp >> 2, z.managed_pages * watermark_scale_factor // 10000)
         z._watermark = [tmp, tmp + gap, tmp + 2 * gap]
-    return min_free_kbytes
 
 
 def setup_per_zone_lowmem_reserve(nodes_zones):

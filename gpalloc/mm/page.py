@@ -8,7 +8,6 @@ never been touched is described by the allocator's boot-time ranges instead.
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 PMD_SHIFT, PUD_SHIFT = 21, 30
-PTRS_PER_PTE = 512
 PAGES_PER_2M = 1 << (PMD_SHIFT - PAGE_SHIFT)   # 512
 PAGES_PER_1G = 1 << (PUD_SHIFT - PAGE_SHIFT)   # 262144
 MAX_ORDER = 11                                  # orders 0..10 (v5.11 meaning)
@@ -18,6 +17,17 @@ PAGE_OFFSET = 0xFFFF888000000000
 
 # page_type values kept in the _mapcount union (include/linux/page-flags.h)
 PG_buddy, PG_table = "buddy", "table"
+
+# Who holds an allocated page (model-only bookkeeping in Page.owner; None = free).
+OWNER_KERNEL = "kernel"        # an alloc_pages() caller (split_page pieces too)
+OWNER_PCP = "pcp"              # on a per-CPU free list
+OWNER_VMALLOC = "vmalloc"      # mapped by a vmalloc area
+OWNER_GROUPED = "grouped"      # waiting in RFC 2/3's grouped page cache
+OWNER_PAGECACHE = "pagecache"  # background page-cache extent
+OWNER_SLAB = "slab"            # background unmovable kernel block
+OWNER_PAGETABLE = "pagetable"  # a direct-map page table made by a CPA split
+PAGE_OWNERS = (OWNER_KERNEL, OWNER_PCP, OWNER_VMALLOC, OWNER_GROUPED, OWNER_PAGECACHE,
+               OWNER_SLAB, OWNER_PAGETABLE)
 
 
 class Page:
@@ -54,14 +64,9 @@ def PageBuddy(page):
     return page is not None and page.page_type == PG_buddy
 
 
-def buddy_order(page):
-    """buddy_order(): the order of a free block, kept in page->private."""
-    return page.private
-
-
-def page_to_pfn(page):
-    """page_to_pfn()."""
-    return page.pfn
+def PFN_UP(nbytes):
+    """PFN_UP(): pages needed for nbytes (round up to whole pages)."""
+    return (nbytes + PAGE_SIZE - 1) >> PAGE_SHIFT
 
 
 def pfn_to_virt(pfn):

@@ -14,8 +14,18 @@ cannot satisfy returns NULL with a warning), kswapd runs to completion at once
 when woken, and the buddy_merge_likely() "free to tail" heuristic is left out.
 """
 
+from ..bug import WARN
 from . import vmscan as _vmscan
 from .gfp import (
+    __GFP_ATOMIC,
+    __GFP_DIRECT_RECLAIM,
+    __GFP_HIGH,
+    __GFP_KSWAPD_RECLAIM,
+    __GFP_MEMALLOC,
+    __GFP_NOMEMALLOC,
+    __GFP_NORETRY,
+    __GFP_NOWARN,
+    __GFP_THISNODE,
     MIGRATE_MOVABLE,
     MIGRATE_PCPTYPES,
     MIGRATE_RECLAIMABLE,
@@ -28,7 +38,16 @@ from .gfp import (
     gfpflags_allow_blocking,
 )
 from .mmzone import get_pageblock_migratetype, per_cpu_pages
-from .page import MAX_ORDER, PageBuddy, PG_buddy, pageblock_order, virt_to_pfn
+from .page import (
+    MAX_ORDER,
+    OWNER_KERNEL,
+    OWNER_PAGECACHE,
+    OWNER_PCP,
+    PageBuddy,
+    PG_buddy,
+    pageblock_order,
+    virt_to_pfn,
+)
 
 ALLOC_WMARK_MIN, ALLOC_WMARK_LOW, ALLOC_WMARK_HIGH = 0, 1, 2
 ALLOC_WMARK_MASK = 3
@@ -157,7 +176,7 @@ def move_freepages_block(k, zone, pfn, mt):
             moved += 1 << order
             cur += 1 << order
             continue
-        if page is not None and page.owner == "pagecache" and page._refcount:
+        if page is not None and page.owner == OWNER_PAGECACHE and page._refcount:
             movable += 1 << page.order
             cur += 1 << page.order
             continue
@@ -258,7 +277,7 @@ def rmqueue_bulk(k, zone, count, lst, mt, alloc_flags):
         page = __rmqueue(k, zone, 0, mt, alloc_flags)
         if page is None:
             break
-        page.owner = "pcp"
+        page.owner = OWNER_PCP
         page.pcp_mt = get_pageblock_migratetype(zone, page.pfn)
         taken.append(page.pfn)
     zone.nr_free_pages -= len(taken)
@@ -318,7 +337,7 @@ def free_unref_page(k, page):
     """free_unref_page(): an order-0 page goes to the head of this CPU's pcp list."""
     zone = k.zone_of(page.pfn)
     mt = get_pageblock_migratetype(zone, page.pfn)
-    page.owner, page.pcp_mt, page.order = "pcp", mt, 0
+    page.owner, page.pcp_mt, page.order = OWNER_PCP, mt, 0
     pcp = get_pcp(k, zone)
     pcp.lists[mt].append(page.pfn)
     pcp.count += 1
@@ -422,7 +441,7 @@ def _mark(zone, alloc_flags):
 
 def alloc_flags_nofragment(k, zone, gfp):
     """alloc_flags_nofragment(): prefer whole-pageblock steals when DMA32 sits below Normal."""
-    flags = ALLOC_KSWAPD if gfp & 0x800 else 0
+    flags = ALLOC_KSWAPD if gfp & __GFP_KSWAPD_RECLAIM else 0
     if zone.zid != ZONE_NORMAL:
         return flags
     below = [z for z in k.node_zones[zone.nid] if z.zid == ZONE_DMA32]
@@ -452,7 +471,7 @@ def get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, 
 
 def prep_new_page(page, order):
     """prep_new_page()/set_page_refcounted(): a fresh allocation has refcount 1."""
-    page._refcount, page.owner, page.order = 1, "kernel", order
+    page._refcount, page.owner, page.order = 1, OWNER_KERNEL, order
     page.page_type, page.private, page.pcp_mt = None, 0, None
 
 
@@ -470,13 +489,13 @@ def build_zonelist(k, nid, highest_zid, thisnode=False):
 
 def __alloc_pages_slowpath(k, gfp, order, zonelist, classzone_idx, mt):
     """__alloc_pages_slowpath(): kswapd, min watermark, direct reclaim, then give up."""
-    alloc_flags = ALLOC_WMARK_MIN | (ALLOC_HIGH if gfp & 0x20 else 0)
-    if gfp & 0x200 and not gfp & 0x400:
+    alloc_flags = ALLOC_WMARK_MIN | (ALLOC_HIGH if gfp & __GFP_HIGH else 0)
+    if gfp & __GFP_ATOMIC and not gfp & __GFP_DIRECT_RECLAIM:
         alloc_flags |= ALLOC_HARDER
-    if gfp & 0x800:
+    if gfp & __GFP_KSWAPD_RECLAIM:
         _vmscan.wakeup_kswapd(k, order, zonelist)
     page = get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, mt)
-    if page is None and gfp & 0x20000 and not gfp & 0x80000:
+    if page is None and gfp & __GFP_MEMALLOC and not gfp & __GFP_NOMEMALLOC:
         # __gfp_pfmemalloc_flags(): __GFP_MEMALLOC may dip into the reserves
         page = get_page_from_freelist(k, gfp, order, ALLOC_NO_WATERMARKS, zonelist,
                                       classzone_idx, mt)
@@ -494,7 +513,7 @@ def __alloc_pages_slowpath(k, gfp, order, zonelist, classzone_idx, mt):
         page = get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, mt)
         if page is not None:
             return page
-        if order > PAGE_ALLOC_COSTLY_ORDER or gfp & 0x10000:   # costly or __GFP_NORETRY
+        if order > PAGE_ALLOC_COSTLY_ORDER or gfp & __GFP_NORETRY:
             return None
         retries += 1
         if not progress or retries >= MAX_RECLAIM_RETRIES:
@@ -510,7 +529,7 @@ def __alloc_pages_nodemask(k, gfp, order, preferred_nid):
     ctx = k.alloc_ctx.get((gfp, preferred_nid))
     if ctx is None:   # everything below depends only on (gfp, node): computed once
         highest = gfp_zone(gfp)
-        zonelist = build_zonelist(k, preferred_nid, highest, bool(gfp & 0x200000))
+        zonelist = build_zonelist(k, preferred_nid, highest, bool(gfp & __GFP_THISNODE))
         ctx = k.alloc_ctx[(gfp, preferred_nid)] = (
             zonelist, highest, gfp_migratetype(gfp),
             ALLOC_WMARK_LOW | alloc_flags_nofragment(k, zonelist[0], gfp))
@@ -520,8 +539,7 @@ def __alloc_pages_nodemask(k, gfp, order, preferred_nid):
         page = __alloc_pages_slowpath(k, gfp, order, zonelist, highest, mt)
     if page is None:
         k.stat["alloc_fail"] += 1
-        if not gfp & 0x2000:
-            from ..bug import WARN
+        if not gfp & __GFP_NOWARN:
             WARN(k, f"page allocation failure: order:{order}, mode:{gfp:#x}({gfp}), "
                     f"nodemask=(null)")
         return None

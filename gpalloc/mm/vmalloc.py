@@ -1,5 +1,9 @@
 """vmalloc (mm/vmalloc.c, v5.11) with RFC 2/3's vm_alloc_page()/vm_free_page() hooks.
 
+Each page of an area comes from ``k.design.vm_alloc_page`` and goes back through
+``k.design.vm_free_page``: in v5.11 one order-0 page from the buddy allocator,
+with the RFC's VM_GROUP_PAGES from its grouped cache (gpalloc.designs).
+
 Virtual areas are handed out lowest-fit with a trailing guard page; freed areas
 go on the lazy purge list and keep their address range until a purge, which
 costs one kernel-range TLB flush.  ``vm_remove_mappings`` does the
@@ -17,7 +21,6 @@ from ..arch.x86 import set_memory as _cpa
 from ..arch.x86.pgtable_types import PAGE_KERNEL
 from ..arch.x86.tlb import flush_tlb_kernel_range
 from ..bug import WARN
-from . import grouped_pages as _gp
 from . import page_alloc as _pa
 from .gfp import (
     __GFP_DMA,
@@ -29,7 +32,8 @@ from .gfp import (
     GFP_RECLAIM_MASK,
     gfp_t,
 )
-from .page import PAGE_SHIFT, PAGE_SIZE, page_address
+from .mmzone import NUMA_NO_NODE
+from .page import OWNER_VMALLOC, PAGE_SHIFT, PAGE_SIZE, page_address
 
 VM_IOREMAP = 0x001
 VM_ALLOC = 0x002
@@ -53,7 +57,6 @@ _VM_ALL = sum(VM_FLAG_NAMES)
 
 VMALLOC_START = 0xFFFFC90000000000
 VMALLOC_END = 0xFFFFE8FFFFFFFFFF
-NUMA_NO_NODE = -1
 ULONG_MAX = (1 << 64) - 1
 
 
@@ -254,38 +257,22 @@ def free_vmap_area_noflush(k, va):
         purge_vmap_area_lazy(k)
 
 
-# ---------------------------------------------------------------- RFC 2/3 hooks
-
-def __vm_alloc_page_order(k, node, gfp, order):
-    """__vm_alloc_page_order() (RFC 2/3): alloc_pages for NUMA_NO_NODE, else alloc_pages_node."""
-    if node == NUMA_NO_NODE:
-        return _pa.alloc_pages(k, gfp, order)
-    return _pa.alloc_pages_node(k, node, gfp, order)
-
-
-def vm_alloc_page(k, node, vm_flags, gfp):
-    """vm_alloc_page() (RFC 2/3): the grouped cache for VM_GROUP_PAGES, else one order-0 page.
-
-    With patch 2 not applied this is exactly v5.11's per-page allocation.
-    """
-    if _gp.vmalloc_grouped_page_enabled(k, vm_flags):
-        return _gp.__get_grouped_page(k, node, gfp)
-    return __vm_alloc_page_order(k, node, gfp, 0)
-
-
-def vm_free_page(k, page, vm_flags):
-    """vm_free_page() (RFC 2/3): back to the grouped cache, else __free_pages(page, 0)."""
-    if _gp.vmalloc_grouped_page_enabled(k, vm_flags):
-        _gp.__free_grouped_page(k, page)
-    else:
-        page.owner = "kernel"
-        _pa.__free_pages(k, page, 0)
-
-
 # ---------------------------------------------------------------- allocation
 
+
+def vmalloc_page_gfp(gfp):
+    """The gfp __vmalloc_area_node() allocates each page with: | __GFP_NOWARN, | __GFP_HIGHMEM.
+
+    (__GFP_HIGHMEM only when neither __GFP_DMA nor __GFP_DMA32 is set, as in v5.11.)
+    """
+    gfp = gfp_t(gfp | __GFP_NOWARN)
+    if not gfp & (__GFP_DMA | __GFP_DMA32):
+        gfp = gfp_t(gfp | __GFP_HIGHMEM)
+    return gfp
+
+
 def __vmalloc_area_node(k, area, gfp, prot, node, vm_flags):
-    """__vmalloc_area_node(): page array, then one order-0 page at a time, then map."""
+    """__vmalloc_area_node(): page array, then one page at a time (vm_alloc_page), then map."""
     nr_pages = (area.size - (0 if area.flags & VM_NO_GUARD else PAGE_SIZE)) >> PAGE_SHIFT
     nested_gfp = gfp_t((gfp & GFP_RECLAIM_MASK) | __GFP_ZERO)
     array_size = nr_pages * 8
@@ -294,9 +281,8 @@ def __vmalloc_area_node(k, area, gfp, prot, node, vm_flags):
         if area.nested is None:
             remove_vm_area_and_free(k, area)
             return None
-    gfp = gfp_t(gfp | __GFP_NOWARN)
-    if not gfp & (__GFP_DMA | __GFP_DMA32):
-        gfp = gfp_t(gfp | __GFP_HIGHMEM)
+    gfp = vmalloc_page_gfp(gfp)
+    vm_alloc_page = k.design.vm_alloc_page   # RFC 2/3's hook: the running design's page source
     for _ in range(nr_pages):
         page = vm_alloc_page(k, node, vm_flags, gfp)
         if page is None:
@@ -305,12 +291,23 @@ def __vmalloc_area_node(k, area, gfp, prot, node, vm_flags):
             k.stat["vmalloc_fail"] += 1
             __vunmap(k, area.addr, True)
             return None
-        page.owner = "vmalloc"
+        page.owner = OWNER_VMALLOC
         area.pages.append(page)
     area.nr_pages = nr_pages
     area.prot = [int(prot)] * nr_pages
     k.vmap.nr_vmalloc_pages += nr_pages
     return area.addr
+
+
+def vmap_huge_pages(k, area, pages, prot):
+    """__vmalloc_area_node()'s PMD-mapped case (huge vmalloc, 5.13+): map pages with one PMD."""
+    area.pages = list(pages)
+    for page in area.pages:
+        page.owner = OWNER_VMALLOC
+    area.nr_pages = len(area.pages)
+    area.prot = [int(prot)] * area.nr_pages
+    area.huge = True
+    k.vmap.nr_vmalloc_pages += area.nr_pages
 
 
 def remove_vm_area_and_free(k, area):
@@ -416,6 +413,7 @@ def __vunmap(k, addr, deallocate_pages):
         return
     vm_remove_mappings(k, area, deallocate_pages)
     if deallocate_pages:
+        vm_free_page = k.design.vm_free_page   # RFC 2/3's hook
         for page in area.pages:
             vm_free_page(k, page, area.flags)
         k.vmap.nr_vmalloc_pages -= area.nr_pages

@@ -10,6 +10,7 @@ and call ``shrink_slab`` on every pass, as ``shrink_node`` does.
 
 from dataclasses import dataclass
 
+from ..errno import ENOMEM
 from . import page_alloc as _pa
 from .gfp import GFP_KERNEL, gfp_t
 
@@ -20,7 +21,6 @@ DEFAULT_SEEKS = 2
 SHRINKER_NUMA_AWARE, SHRINKER_MEMCG_AWARE, SHRINKER_NONSLAB = 1, 2, 4
 DEF_PRIORITY = 12
 SWAP_CLUSTER_MAX = 32
-ENOMEM = 12
 
 
 @dataclass

@@ -28,6 +28,7 @@ from ..mm.gfp import (
     GFP_KERNEL,
     gfp_t,
 )
+from ..mm.page import OWNER_PAGECACHE, OWNER_SLAB
 from ..mm.page_alloc import __free_pages, alloc_pages, alloc_pages_node
 
 GFP_BACKGROUND_FILL = gfp_t((GFP_HIGHUSER_MOVABLE & ~__GFP_RECLAIM) | __GFP_NOWARN
@@ -71,7 +72,7 @@ def _release(k, pool, pfn):
 
 def add_extent(k, nid, order, gfp=GFP_BACKGROUND_FILL):
     """Allocate one page-cache extent on a node and put it on the node's LRU (newest)."""
-    return _add(k, alloc_pages_node(k, nid, gfp, order), order, "pagecache", k.lru)
+    return _add(k, alloc_pages_node(k, nid, gfp, order), order, OWNER_PAGECACHE, k.lru)
 
 
 def release_extent(k, nid, pfn):
@@ -91,7 +92,7 @@ def release_all(k):
 def add_kernel_block(k, nid, order):
     """Allocate an unmovable kernel block (slab page, page table, stack) on a node."""
     page = alloc_pages_node(k, nid, GFP_KERNEL_FILL, order)
-    return _add(k, page, order, "slab", k.kernel_blocks)
+    return _add(k, page, order, OWNER_SLAB, k.kernel_blocks)
 
 
 def release_kernel_block(k, nid, pfn):
@@ -186,7 +187,8 @@ def kernel_churn(k, steps):
             nid = rng.choice(nodes)
             release_kernel_block(k, nid, k.kernel_blocks[nid].random(rng))
         order = rng.choice(KERNEL_ORDERS)
-        _add(k, alloc_pages(k, GFP_KERNEL | __GFP_NOWARN, order), order, "slab", k.kernel_blocks)
+        page = alloc_pages(k, GFP_KERNEL | __GFP_NOWARN, order)
+        _add(k, page, order, OWNER_SLAB, k.kernel_blocks)
 
 
 def order9_free_blocks(k, nid=None):

@@ -31,7 +31,7 @@ Machine for ``fedora-bpf`` (a 2021 Fedora VM, as plausible as we can make it):
 Modules: ``data/lsmod/rhcos418-hyperv-modules.txt`` (RHEL 8 / RHCOS, a Fedora 28
 fork — no Fedora lsmod with sizes and provenance could be found; data/lsmod/README.md).
 /proc/modules lists the newest module first, so modules load in reverse listing
-order.  Section sizes per module: gpalloc.workloads.lsmod.module_layout().
+order.  Section sizes per module: gpalloc.workloads.sections.module_layout().
 
 Boot-time BPF: 96 JIT images kept loaded (95 of one page, 1 of three pages) —
 systemd's cgroup programs in the same RHCOS capture's /proc/vmallocinfo.
@@ -42,16 +42,19 @@ closed right after loading; test_progs programs live until their test ends.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..kernel.bpf.core import bpf_jit_binary_size
+from ..mm.page import PAGE_SIZE
+from .bpf_profile import parse_bpf_profile
 from .events import KEEP, BpfLoad, ModuleLoad, Trampoline
-from .lsmod import module_layout, parse_bpf_profile, parse_modules
+from .lsmod import parse_modules
+from .sections import module_layout
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 DEFAULT_LSMOD = DATA / "lsmod" / "rhcos418-hyperv-modules.txt"
 DEFAULT_PROFILE = DATA / "bpf_selftests_v5_11.json"
-JIT_HEADER_AND_HOLE = 8 + 128     # sizeof(struct bpf_binary_header) + the random hole
 BOOT_BPF_ONE_PAGE, BOOT_BPF_THREE_PAGE = 95, 1
 TEST_PROGS_TESTS = 146            # top-level test_progs tests in v5.11 (bpf-selftests-v5.11.md)
 
@@ -69,7 +72,6 @@ class Calibration:
     churn_per_event: int = 1
     kernel_churn_per_event: int = 1
     migrate_every: int = 50
-    extra: dict = field(default_factory=dict)
 
     def machine_kwargs(self):
         """The Machine(...) arguments."""
@@ -78,8 +80,8 @@ class Calibration:
 
 
 def jited_bytes_for_pages(pages):
-    """A JIT length that needs exactly ``pages`` pages under the v5.11 rule."""
-    return max(1, pages * 4096 - JIT_HEADER_AND_HOLE - 64)
+    """A JIT length that needs exactly ``pages`` pages under the v5.11 rule (64 bytes spare)."""
+    return max(1, pages * PAGE_SIZE - bpf_jit_binary_size(0) - 64)
 
 
 def module_events(modules):
@@ -112,32 +114,32 @@ def interleave(rng, a, b):
 
 def test_verifier_events(profile, rng):
     """test_verifier: one-page accepted programs, the fill_helper programs, the scale tests."""
-    tv = profile["test_verifier"]
-    bpi = profile["jit_bytes_per_insn"]["imm"]
+    tv = profile.test_verifier
+    bpi = profile.jit_bytes_per_insn.imm
     events = []
-    for _ in range(tv["one_page_images"]["value"]):
+    for _ in range(tv.one_page_images.value):
         insns = rng.randint(4, 120)
         events.append(BpfLoad(insns, math.ceil(bpi * insns) + 20, lifetime=0))
-    for prog in tv["fill_helper_programs"]["programs"]:
-        main_pages = prog["pages"] - (prog["images"] - 1)
-        events.append(BpfLoad(prog["insns"], jited_bytes_for_pages(main_pages), lifetime=0))
-        events.extend(BpfLoad(2, 30, lifetime=0) for _ in range(prog["images"] - 1))
+    for prog in tv.fill_helper_programs.programs:
+        main_pages = prog.pages - (prog.images - 1)
+        events.append(BpfLoad(prog.insns, jited_bytes_for_pages(main_pages), lifetime=0))
+        events.extend(BpfLoad(2, 30, lifetime=0) for _ in range(prog.images - 1))
     rng.shuffle(events)
     return events
 
 
 def test_progs_events(profile, rng):
     """test_progs: programs (and trampolines) live until the end of their test."""
-    tp = profile["test_progs"]
-    bpi = profile["jit_bytes_per_insn"]["imm"]
+    tp = profile.test_progs
+    bpi = profile.jit_bytes_per_insn.imm
     tests = [[] for _ in range(TEST_PROGS_TESTS)]
-    for _ in range(tp["jit_images"]["value"]):
+    for _ in range(tp.jit_images.value):
         insns = rng.randint(8, 400)
         tests[rng.randrange(TEST_PROGS_TESTS)].append(("prog", insns, math.ceil(bpi * insns) + 40))
-    for _ in range(tp["trampolines"]["value"]):
+    for _ in range(tp.trampolines.value):
         tests[rng.randrange(TEST_PROGS_TESTS)].append(("tramp", 0, 0))
-    pages = tp["bpf_verif_scale_pages_each"]["value"]
-    for _ in range(tp["bpf_verif_scale_objects"]["value"]):
+    pages = tp.bpf_verif_scale_pages_each.value
+    for _ in range(tp.bpf_verif_scale_objects.value):
         tests[rng.randrange(TEST_PROGS_TESTS)].append(("prog", 3000, jited_bytes_for_pages(pages)))
     events = []
     for items in tests:
@@ -152,14 +154,13 @@ def test_progs_events(profile, rng):
 def test_tag_events(profile, stride=1):
     """test_tag: 5 rounds of imm programs (2..4096 insns) and map programs (3..4096), closed
     straight away.  ``stride`` > 1 plays every stride-th load only (for quick looks)."""
-    tt = profile["test_tag"]
-    bpi = profile["jit_bytes_per_insn"]
+    tt = profile.test_tag
     events = []
-    for _ in range(tt["rounds"]):
-        for kind in ("imm", "map"):
-            spec = tt[f"{kind}_programs_per_round"]
-            for insns in range(spec["first_insns"], spec["last_insns"] + 1):
-                events.append(BpfLoad(insns, math.ceil(bpi[kind] * insns) + 12, lifetime=0))
+    for _ in range(tt.rounds):
+        for spec, bpi in ((tt.imm_programs_per_round, profile.jit_bytes_per_insn.imm),
+                          (tt.map_programs_per_round, profile.jit_bytes_per_insn.map)):
+            for insns in range(spec.first_insns, spec.last_insns + 1):
+                events.append(BpfLoad(insns, math.ceil(bpi * insns) + 12, lifetime=0))
     return events[::stride]
 
 

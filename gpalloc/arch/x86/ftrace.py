@@ -2,26 +2,28 @@
 
 create_trampoline() copies the ftrace_caller template (well under a page), sets
 VM_FLUSH_RESET_PERMS, makes it RO (skipped while the system is still booting,
-fixed up later by set_ftrace_ops_ro()) and X.
+fixed up later by set_ftrace_ops_ro()) and X.  alloc_tramp() is
+execmem_alloc(EXECMEM_FTRACE) from 6.10; where that memory arrives read-only and
+executable (execmem_is_rox) no permission change follows.
 """
 
-from ...mm import execmem
+from ...mm.execmem import EXECMEM_FTRACE, execmem_alloc, execmem_free, execmem_is_rox
 from ...mm.vmalloc import set_vm_flush_reset_perms
 from . import set_memory as cpa
-from .module import module_alloc
 
 TRAMPOLINE_BYTES = 400   # template + ret + ops pointer: < 1 page (UNVERIFIED exact size)
+CALLER = "arch_ftrace_update_trampoline"
 
 
 def create_trampoline(k, booting=False):
-    """create_trampoline() → alloc_tramp() = module_alloc(): RO (unless booting) + X."""
-    caller = "arch_ftrace_update_trampoline"
-    if "execmem_rox" in k.features:   # later design: from the ROX cache, no CPA
-        return execmem.execmem_alloc(k, TRAMPOLINE_BYTES, caller)
+    """create_trampoline() → alloc_tramp(): RO (unless booting) + X."""
+    if execmem_is_rox(k, EXECMEM_FTRACE):
+        return execmem_alloc(k, EXECMEM_FTRACE, TRAMPOLINE_BYTES, CALLER)
+    caller = CALLER
     if booting:
         caller += " (booting)"
         k.wx_exempt.add(caller)   # RW+X until set_ftrace_ops_ro(), as in v5.11
-    tramp = module_alloc(k, TRAMPOLINE_BYTES, caller=caller)
+    tramp = execmem_alloc(k, EXECMEM_FTRACE, TRAMPOLINE_BYTES, caller)
     if tramp is None:
         return None
     set_vm_flush_reset_perms(k, tramp)
@@ -33,5 +35,5 @@ def create_trampoline(k, booting=False):
 
 
 def tramp_free(k, tramp):
-    """tramp_free() → module_memfree()."""
-    execmem.free_exec(k, tramp, TRAMPOLINE_BYTES)
+    """tramp_free() → module_memfree() (execmem_free() from 6.10)."""
+    execmem_free(k, EXECMEM_FTRACE, tramp, TRAMPOLINE_BYTES)

@@ -1,13 +1,15 @@
 """x86-64 module space and module_alloc() (arch/x86/kernel/module.c, v5.11; RFC 3/3).
 
-With RFC patch 3 applied, module_alloc() passes VM_GROUP_PAGES, so modules,
-BPF JIT images, ftrace trampolines and kprobe pages come from the grouped cache.
+With RFC patch 3 applied, module_alloc() passes VM_GROUP_PAGES
+(``k.design.module_vm_flags``), so modules, BPF JIT images, ftrace trampolines
+and kprobe pages come from the grouped cache.
 KASAN shadows are not modelled (kasan_module_alloc is a no-op here).
 """
 
 from ...mm.gfp import GFP_KERNEL
+from ...mm.mmzone import NUMA_NO_NODE
 from ...mm.page import PAGE_SIZE
-from ...mm.vmalloc import NUMA_NO_NODE, VM_GROUP_PAGES, __vmalloc_node_range, vfree
+from ...mm.vmalloc import __vmalloc_node_range, vfree
 from .pgtable_types import PAGE_KERNEL
 
 __START_KERNEL_map = 0xFFFFFFFF80000000
@@ -31,10 +33,9 @@ def module_alloc(k, size, caller="module_alloc"):
         raise ValueError(f"size: must be a non-negative number of bytes, got {size!r}")
     if (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) > MODULES_LEN:
         return None
-    vm_flags = VM_GROUP_PAGES if 3 in k.patches else 0
     return __vmalloc_node_range(k, size, MODULE_ALIGN, MODULES_VADDR + get_module_load_offset(k),
-                                MODULES_END, GFP_KERNEL, PAGE_KERNEL, vm_flags, NUMA_NO_NODE,
-                                caller)
+                                MODULES_END, GFP_KERNEL, PAGE_KERNEL, k.design.module_vm_flags,
+                                NUMA_NO_NODE, caller)
 
 
 def module_memfree(k, addr):

@@ -6,7 +6,6 @@ The model tracks the bits that matter here: PRESENT, RW, GLOBAL and NX
 
 _PAGE_PRESENT = 0x001
 _PAGE_RW = 0x002
-_PAGE_PSE = 0x080
 _PAGE_GLOBAL = 0x100
 _PAGE_NX = 1 << 63
 
@@ -33,7 +32,6 @@ def format_prot(prot):
 
 PAGE_KERNEL = pgprot_t(_PAGE_PRESENT | _PAGE_RW | _PAGE_GLOBAL | _PAGE_NX)
 PAGE_KERNEL_RO = pgprot_t(_PAGE_PRESENT | _PAGE_GLOBAL | _PAGE_NX)
-PAGE_KERNEL_EXEC = pgprot_t(_PAGE_PRESENT | _PAGE_RW | _PAGE_GLOBAL)
 PAGE_KERNEL_ROX = pgprot_t(_PAGE_PRESENT | _PAGE_GLOBAL)
 
 PG_LEVEL_4K, PG_LEVEL_2M, PG_LEVEL_1G = 1, 2, 3

@@ -4,17 +4,26 @@ The direct map is kept sparsely: 1G entries in ``gb``, 2M entries with a
 non-default prot in ``pmd``, and a 512-entry PTE table in ``pte`` for every 2 MiB
 region mapped with 4K pages.  A region in none of them is an ordinary 2M entry
 with PAGE_KERNEL.  v5.11 never merges entries back, so the counters only move
-down (1G → 2M → 4K).
+down (1G → 2M → 4K); a design may (``k.design.cpa_after_change``).
 
 Simplified: static_protections() (kernel text/rodata rules) and the kernel
 high-map alias are left out — vmalloc and module pages are never kernel text.
 """
 
 from ...bug import WARN
+from ...errno import EFAULT, ENOMEM
 from ...mm import page_alloc as _pa
 from ...mm import vmalloc as _vmalloc
 from ...mm.gfp import GFP_KERNEL
-from ...mm.page import PAGE_OFFSET, PAGE_SHIFT, PAGES_PER_1G, PAGES_PER_2M, virt_to_pfn
+from ...mm.page import (
+    OWNER_KERNEL,
+    OWNER_PAGETABLE,
+    PAGE_OFFSET,
+    PAGE_SHIFT,
+    PAGES_PER_1G,
+    PAGES_PER_2M,
+    virt_to_pfn,
+)
 from .pgtable_types import (
     _PAGE_GLOBAL,
     _PAGE_NX,
@@ -27,7 +36,6 @@ from .pgtable_types import (
 )
 from .tlb import flush_tlb_all, flush_tlb_pages, tlb_single_page_flush_ceiling
 
-ENOMEM, EFAULT = 12, 14
 _PAGE_KERNEL_INT = int(PAGE_KERNEL)   # entries hold plain ints; format with format_prot()
 LEVEL_PAGES = {PG_LEVEL_4K: 1, PG_LEVEL_2M: PAGES_PER_2M, PG_LEVEL_1G: PAGES_PER_1G}
 
@@ -91,7 +99,7 @@ def split_large_page(k, level, idx, old):
     base = _pa.alloc_pages(k, GFP_KERNEL, 0)
     if base is None:
         return -ENOMEM
-    base.owner = "pagetable"
+    base.owner = OWNER_PAGETABLE
     dm = k.dmap
     dm.pt_pages.append(base.pfn)
     dm.pt_of[(level, idx)] = base.pfn
@@ -125,18 +133,16 @@ def __change_page_attr_dmap(k, pfn, numpages, set_, clr, force_split=False):
     dm = k.dmap
     if not 0 <= pfn < dm.max_pfn:
         return 1, False     # not mapped: holes are tolerated for the direct map
-    merging = "cpa_merge" in k.features
+    design = k.design
     while True:
         level, old = dm.lookup_address(pfn)
         new = _clear_protnone((old & ~clr) | set_)
         if level == PG_LEVEL_4K:
-            if merging and new & _PAGE_PRESENT:
-                new |= _PAGE_GLOBAL   # Aaron Lu's RFC 1/4: restore _PAGE_GLOBAL when present
+            new = design.cpa_pte_prot(new)
             if new == old:
                 return 1, False
             dm.pte[pfn >> 9][pfn & 511] = new
-            if merging:
-                cpa_try_merge(k, pfn >> 9)
+            design.cpa_after_change(k, pfn >> 9)
             return 1, True
         size = LEVEL_PAGES[level]
         base = pfn & ~(size - 1)
@@ -160,53 +166,14 @@ def __change_page_attr_dmap(k, pfn, numpages, set_, clr, force_split=False):
             return err, False
 
 
-def cpa_try_merge(k, p):
-    """Not in v5.11 — Aaron Lu's 2022 RFC "x86/mm/cpa: merge small mappings whenever possible".
-
-    When all 512 PTEs of a split 2 MiB region are equal again, put back one 2M entry
-    and free the page-table page; when all 512 2M entries of a 1G region are equal
-    too, put back the 1G entry.  Regions boot mapped with 4K pages stay as they are
-    (in a real machine those are holes and the kernel image).
-    """
-    dm = k.dmap
-    table = dm.pte.get(p)
-    if table is None or p in k.boot_4k_regions or table.count(table[0]) != 512:
-        return
-    prot = table[0]
-    del dm.pte[p]
-    if prot != PAGE_KERNEL:
-        dm.pmd[p] = prot
-    c = dm.direct_pages_count
-    c[PG_LEVEL_4K] -= 512
-    c[PG_LEVEL_2M] += 1
-    _free_pt_page(k, (PG_LEVEL_2M, p))
-    k.stat["merges_2m"] += 1
-    flush_tlb_all(k, "merge")
-    g = p >> 9
-    first = g << 9
-    if (not k.gbpages or g == 0 or (g + 1) * PAGES_PER_1G > k.max_pfn
-            or any(q in dm.pte for q in range(first, first + 512))):
-        return
-    prots = {dm.pmd.get(q, PAGE_KERNEL) for q in range(first, first + 512)}
-    if len(prots) != 1:
-        return
-    for q in range(first, first + 512):
-        dm.pmd.pop(q, None)
-    dm.gb[g] = prots.pop()
-    c[PG_LEVEL_2M] -= 512
-    c[PG_LEVEL_1G] += 1
-    _free_pt_page(k, (PG_LEVEL_1G, g))
-    k.stat["merges_1g"] += 1
-    flush_tlb_all(k, "merge")
-
-
-def _free_pt_page(k, key):
+def free_split_page_table(k, key):
+    """Free the page-table page a split made (only a merge-back design gives one back)."""
     pfn = k.dmap.pt_of.pop(key, None)
     if pfn is None:
         return
     k.dmap.pt_pages.remove(pfn)
     page = k.pages.pfn_to_page(pfn)
-    page.owner = "kernel"
+    page.owner = OWNER_KERNEL
     _pa.__free_pages(k, page, 0)
 
 
@@ -253,9 +220,7 @@ def change_page_attr_set_clr(k, addr, numpages, set_, clr, force_split=False,
             area.prot[i:i + handled] = [new] * handled
             if checkalias:   # cpa_process_alias(): the same change on the direct-map alias
                 force_flush_all = True
-                a_set, a_clr = set_, clr
-                if "execmem_rox" in k.features:   # later kernels never make the alias X
-                    a_set, a_clr = set_ & ~_PAGE_NX, clr & ~_PAGE_NX
+                a_set, a_clr = k.design.cpa_alias_masks(set_, clr)
                 err, _ = __change_page_attr_dmap(k, area.pages[i].pfn, handled, a_set, a_clr,
                                                  force_split)
                 if err < 0:

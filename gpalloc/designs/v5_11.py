@@ -1,0 +1,59 @@
+"""Plain Linux v5.11 (x86-64): the kernel the RFC was written against, and every design's base.
+
+vmalloc takes one order-0 page at a time (alloc_page, or alloc_pages_node for a
+node); every executable-memory caller uses module_alloc() and then changes the
+permissions itself (set_vm_flush_reset_perms, set_memory_ro, set_memory_x); the
+x86 JIT gives each program its own module_alloc() image
+(bpf_jit_binary_alloc + bpf_jit_binary_lock_ro); CPA never merges anything back.
+"""
+
+from ..arch.x86.module import module_alloc, module_memfree
+from ..kernel.bpf.core import bpf_jit_binary_alloc, bpf_jit_binary_free, bpf_jit_binary_lock_ro
+from ..mm.mmzone import NUMA_NO_NODE
+from ..mm.page import OWNER_KERNEL
+from ..mm.page_alloc import __free_pages, alloc_page, alloc_pages_node
+from .base import Design
+
+_free_pages = __free_pages   # module level: a "__" name inside a class body is mangled
+
+
+class Linux511(Design):
+    """v5.11 as released (no RFC patch, no later mechanism)."""
+
+    name = "5.11"
+    summary = "Linux v5.11 (x86-64): one page at a time, module_alloc, per-program JIT images"
+
+    def vm_alloc_page(self, k, node, vm_flags, gfp):
+        """__vmalloc_area_node()'s per-page step: alloc_page(), or alloc_pages_node()."""
+        if node == NUMA_NO_NODE:
+            return alloc_page(k, gfp)
+        return alloc_pages_node(k, node, gfp, 0)
+
+    def vm_free_page(self, k, page, vm_flags):
+        """__vunmap()'s per-page step: __free_pages(page, 0)."""
+        page.owner = OWNER_KERNEL
+        _free_pages(k, page, 0)
+
+    def execmem_alloc(self, k, type, size, caller):
+        """Every type is module_alloc() in v5.11 (bpf_jit_alloc_exec, alloc_tramp, ...)."""
+        return module_alloc(k, size, caller)
+
+    def execmem_free(self, k, type, addr, size):
+        """module_memfree(): vfree()."""
+        module_memfree(k, addr)
+
+    def execmem_is_rox(self, type):
+        """Nothing arrives read-only: callers make it RO+X themselves."""
+        return False
+
+    def bpf_jit_alloc(self, k, prog, jited_bytes):
+        """bpf_int_jit_compile(): bpf_jit_binary_alloc(), emit, bpf_jit_binary_lock_ro()."""
+        hdr, pages = bpf_jit_binary_alloc(k, jited_bytes)
+        if not hdr:
+            return   # the program runs in the interpreter (not with JIT_ALWAYS_ON)
+        bpf_jit_binary_lock_ro(k, hdr, pages)
+        prog.jited, prog.header, prog.header_pages = True, hdr, pages
+
+    def bpf_jit_free(self, k, prog):
+        """bpf_jit_free(): bpf_jit_binary_free() of the image."""
+        bpf_jit_binary_free(k, prog.header, prog.header_pages)
