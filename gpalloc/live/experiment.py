@@ -189,6 +189,15 @@ def sweep_stale() -> list[str]:
     return removed
 
 
+KEPT_CLOSED = ("events of pfns handed out while loading (mm_page_alloc, zone_locked), and "
+               "mm_page_free by kworkers (bpf_prog_free_deferred() frees the programs and "
+               "packs, including pages the untraced bulk allocator took from per-CPU lists)")
+
+
+def _worker_free(event: dict) -> bool:
+    return event["event"] == "mm_page_free" and event["task"].startswith("kworker")
+
+
 class Run:
     """The phases of one run: numbering, timing, capture, trace files."""
 
@@ -223,12 +232,12 @@ class Run:
             return
         with self.tracer.phase(pids) as events:
             yield
-        if keep_pfns is not None:    # system-wide phase: keep the loaded pages' events only
-            events = [e for e in events if e["pfn"] in keep_pfns]
+        if keep_pfns is not None:    # system-wide phase: keep what concerns the programs
+            events = [e for e in events if e["pfn"] in keep_pfns or _worker_free(e)]
         meta["events"] = events
         meta["trace"] = {"pid_filter": pids, "overruns": self.tracer.overruns,
-                         "kept": "events of pfns allocated while loading"
-                                 if keep_pfns is not None else "pid filter in the kernel"}
+                         "kept": KEPT_CLOSED if keep_pfns is not None
+                         else "pid filter in the kernel (event-fork: children too)"}
 
 
 def _wait(seconds: float, deadline: float) -> None:

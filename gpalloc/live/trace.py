@@ -29,7 +29,7 @@ EVENTS = ("mm_page_alloc", "mm_page_alloc_zone_locked", "mm_page_free", "mm_page
 BUFFER_KB = 32768              # per CPU; a 6,000-program phase makes ~10^5 events
 MNT_DETACH = 2
 # CSV columns; "" where an event has no such field.
-COLUMNS = ("ts", "pid", "event", "pfn", "order", "migratetype", "gfp", "percpu_refill",
+COLUMNS = ("ts", "task", "pid", "event", "pfn", "order", "migratetype", "gfp", "percpu_refill",
            "fallback_order", "fallback_migratetype", "change_ownership")
 GZIP_OVER = 64 << 10           # a trace CSV bigger than this is stored gzipped
 
@@ -41,8 +41,9 @@ _LINE_RE = re.compile(r"\s*(?P<task>.*?)-(?P<pid>[0-9]+)\s+(?:\(\s*[0-9-]+\)\s+)
 def parse_trace(text: str, name: str = "<trace>") -> list[dict]:
     """Parse the ``trace`` file's kmem lines into dicts with the ``COLUMNS`` keys.
 
-    ``pfn`` is an int; ``order``/``migratetype`` and the extfrag fields are ints; ``gfp`` is
-    the flag text as the kernel prints it.  Comment lines (``#``) are skipped; any other line
+    ``task`` is the comm the trace prints (``<...>`` when it was not recorded), ``pfn`` an int;
+    ``order``/``migratetype`` and the extfrag fields are ints; ``gfp`` is the flag text as the
+    kernel prints it.  Comment lines (``#``) are skipped; any other line
     that is not a kmem event of ``EVENTS`` is an error (``FILE:LINE:``).
     """
     out = []
@@ -64,8 +65,8 @@ def parse_trace(text: str, name: str = "<trace>") -> list[dict]:
 def _event(match: re.Match, f: dict) -> dict:
     event = match.group("event")
     row = dict.fromkeys(COLUMNS, "")
-    row.update(ts=match.group("ts"), pid=int(match.group("pid")), event=event,
-               pfn=int(f["pfn"], 16))
+    row.update(ts=match.group("ts"), task=match.group("task").strip(),
+               pid=int(match.group("pid")), event=event, pfn=int(f["pfn"], 16))
     if event == "mm_page_alloc_extfrag":
         row.update(order=int(f["alloc_order"]), migratetype=int(f["alloc_migratetype"]),
                    fallback_order=int(f["fallback_order"]),
@@ -110,7 +111,7 @@ def read_events(path: Path) -> list[dict]:
     for lineno, row in enumerate(reader, start=2):
         try:
             for key in COLUMNS:
-                if key in ("ts", "event", "gfp") or row[key] == "":
+                if key in ("ts", "task", "event", "gfp") or row[key] == "":
                     continue
                 row[key] = int(row[key], 16) if key == "pfn" else int(row[key])
         except (TypeError, ValueError):
