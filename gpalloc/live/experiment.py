@@ -94,13 +94,16 @@ def require_linux() -> None:
 
 
 def bpf_areas() -> tuple[int, int] | None:
-    """(bpf_prog_pack areas, bpf_prog areas) in /proc/vmallocinfo; None without root."""
+    """(bpf_prog_pack areas, bpf_prog areas) in /proc/vmallocinfo; None without root.
+
+    Counts caller names in the raw text, not parsed lines: --pack-probe calls this after
+    every attach, and the file grows by a line per program.
+    """
     if not capture.is_root():
         return None
-    entries = procfs.parse_vmallocinfo(capture.read_proc("vmallocinfo").decode())
-    packs = sum(1 for e in entries if capture.is_pack(e))
-    progs = sum(1 for e in entries if capture.caller_function(e["caller"]) in PROG_CALLERS)
-    return packs, progs
+    raw = capture.read_proc("vmallocinfo")
+    count = {name: raw.count(f" {name}+".encode()) for name in capture.PACK_CALLERS + PROG_CALLERS}
+    return (sum(count[n] for n in capture.PACK_CALLERS), sum(count[n] for n in PROG_CALLERS))
 
 
 def settle(limit: float) -> dict:
