@@ -197,6 +197,19 @@ KEPT_CLOSED = ("events of pfns handed out while loading (mm_page_alloc, zone_loc
                "packs, including pages the untraced bulk allocator took from per-CPU lists)")
 
 
+MIGRATE_MOVABLE = 1
+
+
+def _user_page(event: dict) -> bool:
+    """A user page: an allocation with GFP_HIGHUSER* (anonymous memory, copy-on-write after
+    fork()) or a refill of a Movable per-CPU list.  Counted, not kept: bpf-procs children make
+    hundreds each, and none of them touches the direct map's permissions."""
+    if event["event"] == "mm_page_alloc":
+        return event["gfp"].startswith("GFP_HIGHUSER")
+    return (event["event"] == "mm_page_alloc_zone_locked"
+            and event["migratetype"] == MIGRATE_MOVABLE)
+
+
 def _worker_free(event: dict) -> bool:
     return event["event"] == "mm_page_free" and event["task"].startswith("kworker")
 
@@ -235,10 +248,13 @@ class Run:
             return
         with self.tracer.phase(pids) as events:
             yield
+        user = [e for e in events if _user_page(e)]
+        events = [e for e in events if not _user_page(e)]
         if keep_pfns is not None:    # system-wide phase: keep what concerns the programs
             events = [e for e in events if e["pfn"] in keep_pfns or _worker_free(e)]
         meta["events"] = events
         meta["trace"] = {"pid_filter": pids, "overruns": self.tracer.overruns,
+                         "user_page_events_dropped": len(user),
                          "kept": KEPT_CLOSED if keep_pfns is not None
                          else "pid filter in the kernel (event-fork: children too)"}
 
