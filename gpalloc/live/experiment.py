@@ -339,7 +339,7 @@ def run(params: Params) -> dict:
                 guard.ignore()       # nothing interrupts the clean-up that follows
         result["completed"] = True
     except KeyboardInterrupt as err:
-        prov["error"] = f"interrupted ({err or 'SIGINT'})"
+        prov["error"] = f"interrupted ({str(err) or 'SIGINT'})"
         raise LiveInterrupted(f"live: {prov['error']}; cleaned up, partial capture in "
                               f"{folder}") from None
     except (OSError, ValueError) as err:
