@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import datetime
 import gzip
-import io
 import json
 import os
 import platform
@@ -122,14 +121,6 @@ def sys_vm(proc: Path = PROC) -> tuple[str, list[str]]:
             continue
         lines.append(f"vm.{path.name} = {value}\n")
     return "".join(lines), skipped
-
-
-def pack_count() -> int | None:
-    """bpf_prog_pack areas in /proc/vmallocinfo now; None without root."""
-    if not is_root():
-        return None
-    text = read_proc("vmallocinfo").decode()
-    return sum(1 for e in procfs.parse_vmallocinfo(text) if is_pack(e)) if text.strip() else 0
 
 
 def vmalloc_used_kb() -> int:
@@ -373,11 +364,3 @@ def directmap_table(capture: dict) -> list[dict]:
                      "packs": None if packs is None else len(packs)})
     return rows
 
-
-def csv_text(rows: list[dict]) -> str:
-    """Rows as CSV text (header from the first row)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()

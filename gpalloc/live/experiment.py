@@ -223,9 +223,8 @@ class Run:
         self.phases: list[dict] = []
         self.number = 0
 
-    def capture(self, name: str, meta: dict, number: int | None = None) -> dict:
-        """Capture ``NN-name`` (``number`` jumps ahead, e.g. 02 when there is no 01-filled)."""
-        self.number = self.number if number is None else number
+    def capture(self, name: str, meta: dict) -> dict:
+        """Capture phase ``NN-name``, NN = ``self.number``, which then moves on by one."""
         meta = {"phase": f"{self.number:02d}-{name}", "t_s": round(time.monotonic() - self.t0, 3),
                 "uptime_s": capture.uptime_s(), **meta}
         self._dir(meta["phase"]).mkdir(parents=True)
@@ -367,7 +366,7 @@ def _phases(params: Params, folder: Path, fill: Fill | None, fprog: SockFprog, d
         run_.capture("filled", {"action": f"{fill.written >> 20} MiB of {fill.kind} written "
                                           f"to {fill.path}", "fill_bytes": fill.written,
                                 "fill_s": round(time.monotonic() - start, 3)})
-    run_.number = 2
+    run_.number = 2                  # 01 is "filled", with or without a fill
     for r in range(1, params.rounds + 1):
         with contextlib.ExitStack() as round_stack:
             holder, loaded = _load(params, run_, fprog, deadline, round_stack)
