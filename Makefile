@@ -1,5 +1,6 @@
 # gpalloc developer tasks. Every target bootstraps $(VENV) on first use.
-#   make test       lint + unit tests + notebook regression tests (nbval)
+#   make test       lint + unit tests + live-kernel tests + notebook regression tests (nbval)
+#   make live       the live-kernel tests only (Linux; root for tracefs; skip elsewhere)
 #   make lab        JupyterLab on notebooks/
 #   make bench      python -m benchmarks
 #   make notebooks  re-execute notebooks/*.ipynb in place, in name order
@@ -18,7 +19,7 @@ PIP_FLAGS := --no-input $(if $(CI),--progress-bar off)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: venv lab test lint unit nbval bench notebooks clean
+.PHONY: venv lab test lint unit live nbval bench notebooks clean
 
 # --- bootstrap ---------------------------------------------------------------
 
@@ -45,6 +46,11 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
+# Experiments on the running kernel (gpalloc.live); each test skips with its reason (-rs)
+# where the kernel or the rights differ.
+live: $(STAMP)
+	$(BIN)/python -m pytest -q -rs -m live --live tests
+
 nbval: $(STAMP)
 	@if compgen -G 'notebooks/*.ipynb' > /dev/null; then \
 	  echo "$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/"; \
@@ -54,10 +60,11 @@ nbval: $(STAMP)
 	  echo "nbval: no notebooks/*.ipynb yet, skipping notebook tests"; \
 	fi
 
-# Sequential on purpose: lint, then unit tests, then notebooks.
+# Sequential on purpose: lint, then unit tests, then the live kernel, then notebooks.
 test: $(STAMP)
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory live
 	$(MAKE) --no-print-directory nbval
 
 bench: $(STAMP)

@@ -19,6 +19,7 @@ from .experiments import (
     run_experiment,
     write_ram_sweep,
 )
+from .live import cli as live_cli
 from .quiz import KINDS, quiz
 from .tables import text_table
 from .units import memparse
@@ -95,6 +96,7 @@ def build_parser():
     q.add_argument("kind", choices=KINDS)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("-c", "--compute", action="store_true", help="compute and show the answer")
+    live_cli.add_parser(sub)
     return p
 
 
@@ -182,6 +184,8 @@ def format_ram_sweep(rows, seed):
 
 def _run(args):
     """Run the command; returns the text to print."""
+    if args.command == "live":
+        return live_cli.run(args)
     if args.command == "ram-sweep":
         rows = ram_sweep(args.sizes, args.seed, _progress_factory(not args.quiet))
         if args.csv:

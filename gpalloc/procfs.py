@@ -6,6 +6,9 @@ Each parser takes a path or the file's text and returns plain data (dicts, lists
 * ``parse_buddyinfo``   /proc/buddyinfo   -> ``[{node, zone, free: [count per order], snapshot}]``
 * ``parse_vmallocinfo`` /proc/vmallocinfo -> ``[{start, end, size, caller, pages, flags, ...}]``
 * ``parse_zoneinfo``    /proc/zoneinfo    -> ``[{node, zone, free, min, low, high, managed, ...}]``
+* ``parse_pagetypeinfo`` /proc/pagetypeinfo -> ``{page_block_order, pages_per_block, free, blocks}``
+* ``parse_vmstat``      /proc/vmstat      -> ``{"nr_free_pages": n, ...}``
+* ``parse_slabinfo``    /proc/slabinfo    -> ``[{name, active_objs, num_objs, objsize, ...}]``
 * ``parse_modules``     /proc/modules (m_show() in kernel/module.c) or lsmod -> ``[Module]``,
   re-exported from ``gpalloc.workloads.lsmod``
 
@@ -46,7 +49,10 @@ __all__ = [
     "parse_buddyinfo",
     "parse_meminfo",
     "parse_modules",
+    "parse_pagetypeinfo",
+    "parse_slabinfo",
     "parse_vmallocinfo",
+    "parse_vmstat",
     "parse_zoneinfo",
     "read_proc_dir",
     "read_running_machine",
@@ -500,6 +506,161 @@ def parse_zoneinfo(path_or_text: str | os.PathLike, name: str | None = None) -> 
         raise ValueError(f"{label}: no zoneinfo lines found")
     _check_zone(zone, label, header_line)
     return zones
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc/pagetypeinfo
+# ---------------------------------------------------------------------------------------------
+
+_PT_ORDER_RE = re.compile(r"Page block order:\s+([0-9]+)\Z")
+_PT_PER_BLOCK_RE = re.compile(r"Pages per block:\s+([0-9]+)\Z")
+_PT_FREE_HEAD_RE = re.compile(r"Free pages count per migrate type at order((?:\s+[0-9]+)+)\Z")
+_PT_FREE_RE = re.compile(r"Node\s+([0-9]+),\s+zone\s+(\S+),\s+type\s+(\S+)((?:\s+>?[0-9]+)+)\Z")
+_PT_TABLE_HEAD_RE = re.compile(r"Number of (blocks|mixed blocks) type((?:\s+\S+)+)\Z")
+_PT_TABLE_RE = re.compile(r"Node\s+([0-9]+),\s+zone\s+(\S+)((?:\s+[0-9]+)+)\Z")
+# pagetypeinfo_showfree_print() (5.6+) stops counting at 100000 and prints ">100000".
+PAGETYPEINFO_FREE_CAP = 100000
+
+
+def _pt_row(label: str, lineno: int, what: str, tokens: list[str], width: int) -> list[int]:
+    if len(tokens) != width:
+        raise ValueError(f"{label}:{lineno}: {len(tokens)} {what} columns, the header has {width}")
+    return [int(t.lstrip(">")) for t in tokens]
+
+
+def parse_pagetypeinfo(path_or_text: str | os.PathLike, name: str | None = None) -> dict:
+    """Parse /proc/pagetypeinfo (pagetypeinfo_show() in mm/vmstat.c).
+
+    Returns ``{"page_block_order": int, "pages_per_block": int, "orders": [0, 1, ...],
+    "migratetypes": [names from the block table header], "free": [{node, zone, type, free:
+    [count per order], capped: [orders printed as ">100000"]}], "blocks": [{node, zone,
+    counts: {migratetype: pageblocks}}], "mixed": [...]}``.  ``free`` is the "Free pages count
+    per migrate type" table (free *blocks* of each order, as buddyinfo counts them; counts of
+    100000 and more print as ">100000" since 5.6 and read as 100000 with the order listed in
+    ``capped``); ``blocks`` is "Number of blocks type" (pageblocks whose migratetype is each
+    type); ``mixed`` is "Number of mixed blocks" (only with CONFIG_PAGE_OWNER, else ``[]``).
+    """
+    text, label = read_source(path_or_text, name)
+    out: dict = {"page_block_order": None, "pages_per_block": None, "orders": None,
+                 "migratetypes": None, "free": [], "blocks": [], "mixed": []}
+    table: str | None = None
+    columns: list[str] = []
+    seen: set[tuple] = set()
+    for lineno, line in _lines(text):
+        stripped = line.strip()
+        if match := _PT_ORDER_RE.fullmatch(stripped):
+            out["page_block_order"] = int(match.group(1))
+        elif match := _PT_PER_BLOCK_RE.fullmatch(stripped):
+            out["pages_per_block"] = int(match.group(1))
+        elif match := _PT_FREE_HEAD_RE.fullmatch(stripped):
+            out["orders"] = [int(t) for t in match.group(1).split()]
+            table = "free"
+        elif match := _PT_TABLE_HEAD_RE.fullmatch(stripped):
+            table = "blocks" if match.group(1) == "blocks" else "mixed"
+            columns = match.group(2).split()
+            if table == "blocks":
+                out["migratetypes"] = columns
+        elif table == "free" and (match := _PT_FREE_RE.fullmatch(stripped)):
+            node, zone, mtype = int(match.group(1)), match.group(2), match.group(3)
+            if (node, zone, mtype) in seen:
+                raise ValueError(f"{label}:{lineno}: Node {node}, zone {zone}, type {mtype} "
+                                 "repeated")
+            seen.add((node, zone, mtype))
+            tokens = match.group(4).split()
+            free = _pt_row(label, lineno, "order", tokens, len(out["orders"]))
+            capped = [o for o, t in zip(out["orders"], tokens, strict=True) if t.startswith(">")]
+            out["free"].append({"node": node, "zone": zone, "type": mtype, "free": free,
+                                "capped": capped})
+        elif table in ("blocks", "mixed") and (match := _PT_TABLE_RE.fullmatch(stripped)):
+            counts = _pt_row(label, lineno, "migratetype", match.group(3).split(), len(columns))
+            out[table].append({"node": int(match.group(1)), "zone": match.group(2),
+                               "counts": dict(zip(columns, counts, strict=True))})
+        else:
+            where = f"in the {table} table" if table else "before any table"
+            raise ValueError(f"{label}:{lineno}: not a pagetypeinfo line {where}: {stripped!r}")
+    if not out["free"] and not out["blocks"]:
+        raise ValueError(f"{label}: no pagetypeinfo tables found")
+    for key, what in (("page_block_order", "Page block order:"),
+                      ("pages_per_block", "Pages per block:")):
+        if out[key] is None:
+            raise ValueError(f"{label}: no '{what}' line")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc/vmstat
+# ---------------------------------------------------------------------------------------------
+
+_VMSTAT_RE = re.compile(r"([a-z_][a-z0-9_]*) (-?[0-9]+)\Z")
+
+
+def parse_vmstat(path_or_text: str | os.PathLike, name: str | None = None) -> dict[str, int]:
+    """Parse /proc/vmstat (vmstat_show() in mm/vmstat.c) into ``{counter: value}``, in order.
+
+    Counts are events or pages, as each counter defines; a repeated name is an error.
+    """
+    text, label = read_source(path_or_text, name)
+    out: dict[str, int] = {}
+    for lineno, line in _lines(text):
+        match = _VMSTAT_RE.fullmatch(line.strip())
+        if not match:
+            raise ValueError(f"{label}:{lineno}: not a vmstat line 'name value': "
+                             f"{line.strip()!r}")
+        key = match.group(1)
+        if key in out:
+            raise ValueError(f"{label}:{lineno}: counter {key!r} repeated")
+        out[key] = int(match.group(2))
+    if not out:
+        raise ValueError(f"{label}: no vmstat lines found")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# /proc/slabinfo
+# ---------------------------------------------------------------------------------------------
+
+_SLABINFO_VERSION_RE = re.compile(r"slabinfo - version: ([0-9.]+)\Z")
+_SLAB_FIELDS = ("active_objs", "num_objs", "objsize", "objperslab", "pagesperslab")
+_SLAB_TUNABLES = ("limit", "batchcount", "sharedfactor")
+_SLAB_DATA = ("active_slabs", "num_slabs", "sharedavail")
+
+
+def parse_slabinfo(path_or_text: str | os.PathLike, name: str | None = None) -> list[dict]:
+    """Parse /proc/slabinfo version 2.1 (slab_show() in mm/slab_common.c), one dict per cache.
+
+    Each dict has ``name`` and the integer columns ``active_objs``, ``num_objs``, ``objsize``,
+    ``objperslab``, ``pagesperslab``, ``limit``, ``batchcount``, ``sharedfactor``,
+    ``active_slabs``, ``num_slabs``, ``sharedavail``.  The file's ``# name ...`` column header
+    is a comment; the ``slabinfo - version: 2.1`` line must come first.
+    """
+    text, label = read_source(path_or_text, name)
+    out: list[dict] = []
+    version_seen = False
+    for lineno, line in _lines(text):
+        stripped = line.strip()
+        if match := _SLABINFO_VERSION_RE.fullmatch(stripped):
+            if match.group(1) != "2.1":
+                raise ValueError(f"{label}:{lineno}: slabinfo version {match.group(1)}, "
+                                 "only 2.1 is known")
+            version_seen = True
+            continue
+        if not version_seen:
+            raise ValueError(f"{label}:{lineno}: expected 'slabinfo - version: 2.1' first")
+        parts = stripped.split(":")
+        head = parts[0].split()
+        if (len(parts) != 3 or len(head) != 1 + len(_SLAB_FIELDS)
+                or parts[1].split()[:1] != ["tunables"] or parts[2].split()[:1] != ["slabdata"]):
+            raise ValueError(f"{label}:{lineno}: not a slabinfo line 'name <5 numbers> : "
+                             f"tunables <3> : slabdata <3>': {stripped!r}")
+        values = head[1:] + parts[1].split()[1:] + parts[2].split()[1:]
+        keys = _SLAB_FIELDS + _SLAB_TUNABLES + _SLAB_DATA
+        if len(values) != len(keys) or not all(v.isdigit() for v in values):
+            raise ValueError(f"{label}:{lineno}: cache {head[0]!r}: expected "
+                             f"{len(keys)} non-negative integers")
+        out.append({"name": head[0], **dict(zip(keys, map(int, values), strict=True))})
+    if not out:
+        raise ValueError(f"{label}: no slabinfo lines found")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,7 +15,10 @@ from gpalloc.procfs import (
     parse_buddyinfo,
     parse_meminfo,
     parse_modules,
+    parse_pagetypeinfo,
+    parse_slabinfo,
     parse_vmallocinfo,
+    parse_vmstat,
     parse_zoneinfo,
     read_proc_dir,
     read_running_machine,
@@ -442,3 +445,80 @@ def test_read_running_machine_skips_unreadable_files(tmp_path, monkeypatch):
     assert read_running_machine(tmp_path) is None
     monkeypatch.setattr(sys, "platform", "linux")
     assert read_running_machine(tmp_path / "nowhere") is None
+
+
+# ---------------------------------------------------------------------------------------------
+# pagetypeinfo, vmstat, slabinfo (real files: data/machines/gpuvm-6.18, data/measurements/)
+# ---------------------------------------------------------------------------------------------
+
+MEASUREMENTS = MACHINES.parent / "measurements"
+IDLE = MEASUREMENTS / "b1-00-idle" / "phases" / "00-idle"
+
+
+def test_pagetypeinfo_gpuvm():
+    pt = parse_pagetypeinfo(MACHINES / "gpuvm-6.18" / "pagetypeinfo.txt")
+    assert pt["page_block_order"] == 9 and pt["pages_per_block"] == 512
+    assert pt["orders"] == list(range(11))
+    assert pt["migratetypes"] == ["Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate"]
+    assert len(pt["free"]) == 15 and pt["mixed"] == []
+    dma32 = next(r for r in pt["free"] if r["zone"] == "DMA32" and r["type"] == "Movable")
+    assert dma32["free"] == [2, 2, 3, 3, 1, 1, 2, 1, 1, 0, 753]
+    normal = next(b for b in pt["blocks"] if b["zone"] == "Normal")["counts"]
+    assert normal == {"Unmovable": 187, "Movable": 508, "Reclaimable": 9, "HighAtomic": 0,
+                      "Isolate": 0}
+
+
+def test_pagetypeinfo_free_table_agrees_with_buddyinfo():
+    """pagetypeinfo's free counts, summed over migratetypes, are buddyinfo's (same instant)."""
+    pt = parse_pagetypeinfo(IDLE / "pagetypeinfo.txt")
+    for entry in parse_buddyinfo(IDLE / "buddyinfo.txt"):
+        rows = [r["free"] for r in pt["free"] if r["zone"] == entry["zone"]]
+        summed = [sum(col) for col in zip(*rows, strict=True)]
+        # The two files are read a few microseconds apart: allow a few blocks of drift.
+        assert all(abs(a - b) <= 8 for a, b in zip(summed, entry["free"], strict=True)), entry
+
+
+def test_pagetypeinfo_capped_counts_and_errors():
+    text = ("Page block order: 9\nPages per block:  512\n\n"
+            "Free pages count per migrate type at order       0      1 \n"
+            "Node    0, zone   Normal, type    Unmovable >100000      3 \n")
+    pt = parse_pagetypeinfo(text)
+    assert pt["free"][0]["free"] == [100000, 3] and pt["free"][0]["capped"] == [0]
+    with pytest.raises(ValueError, match=r"<text>:6: 1 order columns, the header has 2"):
+        parse_pagetypeinfo(text + "Node    0, zone   Normal, type      Movable      3 \n")
+    with pytest.raises(ValueError, match=r"<text>:3: not a pagetypeinfo line before any"):
+        parse_pagetypeinfo("Page block order: 9\nPages per block: 512\nNode 0, zone DMA 1 2\n")
+    with pytest.raises(ValueError, match="repeated"):
+        parse_pagetypeinfo(text + text.splitlines()[-1] + "\n")
+    with pytest.raises(ValueError, match="no 'Pages per block:' line"):
+        parse_pagetypeinfo(text.replace("Pages per block:  512\n", ""))
+
+
+def test_vmstat_real_file():
+    vm = parse_vmstat(IDLE / "vmstat.txt")
+    assert list(vm)[0] == "nr_free_pages"
+    assert vm["nr_free_pages"] > 0 and "compact_stall" in vm and "pgalloc_normal" in vm
+    meminfo = parse_meminfo(IDLE / "meminfo.txt")
+    # nr_free_pages counts what the buddy allocator holds (MemFree also counts not-yet-
+    # initialised pages on this deferred_init=lazy kernel, so it is larger).
+    assert vm["nr_free_pages"] * 4 <= meminfo["MemFree"]
+    with pytest.raises(ValueError, match=r"<text>:2: counter 'a' repeated"):
+        parse_vmstat("a 1\na 2\n")
+    with pytest.raises(ValueError, match=r"<text>:1: not a vmstat line"):
+        parse_vmstat("nr_free_pages: 5\n")
+
+
+def test_slabinfo_real_file():
+    import gzip
+
+    text = gzip.decompress((IDLE / "slabinfo.txt.gz").read_bytes()).decode()
+    caches = parse_slabinfo(text)
+    assert len(caches) == len(text.splitlines()) - 2     # version and '# name' header
+    names = {c["name"] for c in caches}
+    assert {"kmalloc-64", "task_struct"} <= names
+    for c in caches:
+        assert c["active_objs"] <= c["num_objs"] and c["active_slabs"] <= c["num_slabs"]
+    with pytest.raises(ValueError, match=r"<text>:1: expected 'slabinfo - version: 2.1' first"):
+        parse_slabinfo("kmalloc-64 1 2 64 64 1 : tunables 0 0 0 : slabdata 1 1 0\n")
+    with pytest.raises(ValueError, match=r"<text>:2: not a slabinfo line"):
+        parse_slabinfo("slabinfo - version: 2.1\nkmalloc-64 1 2 64\n")
