@@ -130,20 +130,46 @@ def check_vmalloc(k):
         fail("VmallocUsed", f"nr_vmalloc_pages={vmalloc_nr_pages(k)}, areas hold {total}")
 
 
-def check_w_xor_x(k):
-    """W^X: no pfn is writable through one mapping and executable through another.
+_WX_MASK = _PAGE_PRESENT | _PAGE_RW | _PAGE_NX
+_W, _X = 1, 2
 
-    Exempt, by caller name in ``k.wx_exempt``: areas the v5.11 kernel itself keeps RW+X
-    (BPF trampolines and dispatchers) — a real wart the model keeps.
+
+def _wx(prot):
+    """What a mapping with this prot allows: _W, _X, both or neither (not present: neither)."""
+    if not prot & _PAGE_PRESENT:
+        return 0
+    return (_W if prot & _PAGE_RW else 0) | (0 if prot & _PAGE_NX else _X)
+
+
+def check_w_xor_x(k):
+    """W^X on every pfn: no pfn is writable through one mapping and executable through another.
+
+    A pfn's mappings are its direct-map alias and every live vmalloc area that maps it (a
+    lazily freed area has no PTEs left).  The direct map is walked entry by entry — every
+    1G, 2M and 4K entry, so every pfn — and each area page by page, together with the
+    alias of its pfn.  Exempt, by caller name in ``k.wx_exempt``: areas the v5.11 kernel
+    itself keeps RW+X (BPF trampolines and dispatchers) — a real wart the model keeps.
     """
+    dm, bad = k.dmap, _PAGE_PRESENT | _PAGE_RW   # present, writable and not NX
+    for shift, entries in ((18, dm.gb), (9, dm.pmd)):
+        for idx, prot in entries.items():
+            if prot & _WX_MASK == bad:
+                fail("W^X", f"direct-map entry of pfns {idx << shift:#x}+ is writable and "
+                            "executable")
+    for idx, table in dm.pte.items():
+        for i, prot in enumerate(table):
+            if prot & _WX_MASK == bad:
+                fail("W^X", f"pfn {(idx << 9) + i:#x}: its direct-map alias is writable and "
+                            "executable")
+    allowed = {}   # pfn → what its mappings so far allow
     for area in busy_areas(k):
         if area.caller in k.wx_exempt:
             continue
         for page, vprot in zip(area.pages, area.prot, strict=True):
-            _, dprot = k.dmap.lookup_address(page.pfn)
-            present_v, present_d = vprot & _PAGE_PRESENT, dprot & _PAGE_PRESENT
-            writable = (present_v and vprot & _PAGE_RW) or (present_d and dprot & _PAGE_RW)
-            execable = (present_v and not vprot & _PAGE_NX) or (present_d and not dprot & _PAGE_NX)
-            if writable and execable:
-                fail("W^X", f"pfn {page.pfn:#x} of {area!r} is writable and executable")
-
+            pfn = page.pfn
+            was = allowed.get(pfn)
+            now = (_wx(k.dmap.lookup_address(pfn)[1]) if was is None else was) | _wx(vprot)
+            if now == _W | _X:
+                fail("W^X", f"pfn {pfn:#x} of {area!r} is writable and executable "
+                            "(through this area or another mapping of it)")
+            allowed[pfn] = now

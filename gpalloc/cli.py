@@ -3,6 +3,10 @@
 OSTEP-style: every run prints its parameters first, so a pasted output names the
 run; the same seed gives the same numbers.  ``--json`` prints one JSON object
 instead of the table; a tqdm progress bar shows on a terminal unless ``--quiet``.
+A bad value is one line, ``gpalloc: error: --flag: what is wrong (got VALUE)``, status 2
+(gpalloc.usage).  A run estimated (gpalloc.budget) to take more than a few seconds or a
+few hundred MB prints its estimate and shows progress at once; one past the bounds is
+refused unless ``--force``.  Ctrl-C stops a run with a one-line summary, status 130.
 """
 
 import argparse
@@ -10,8 +14,9 @@ import io
 import json
 import os
 import sys
+import time
 
-from . import designs
+from . import budget, designs, usage
 from .experiments import (
     RAM_SIZES,
     SCENARIOS,
@@ -20,6 +25,7 @@ from .experiments import (
     write_ram_sweep,
 )
 from .live import cli as live_cli
+from .machine import Machine
 from .quiz import KINDS, quiz
 from .tables import text_table
 from .units import memparse
@@ -37,9 +43,9 @@ def _positive_int(text):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        raise argparse.ArgumentTypeError(usage.got("expected a whole number", text)) from None
     if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        raise argparse.ArgumentTypeError(usage.got("must be > 0", value))
     return value
 
 
@@ -47,27 +53,36 @@ def _level(text):
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number 0.0–1.0, got {text!r}") from None
+        raise argparse.ArgumentTypeError(usage.got("expected a number 0.0–1.0", text)) from None
     if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be between 0.0 and 1.0, got {value}")
+        raise argparse.ArgumentTypeError(usage.got("must be between 0.0 and 1.0", text))
     return value
 
 
 def _sizes(text):
     sizes = tuple(part.strip() for part in text.split(",") if part.strip())
     if not sizes:
-        raise argparse.ArgumentTypeError(f"expected sizes like 8G,16G, got {text!r}")
+        raise argparse.ArgumentTypeError(usage.got("expected sizes like 8G,16G", text))
     for size in sizes:
         try:
             memparse(size)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
+        except ValueError:
+            raise argparse.ArgumentTypeError(usage.got(
+                "not a size; write a number with an optional K/M/G/T suffix, e.g. 8G",
+                size)) from None
     return sizes
+
+
+def _bounds_args(p):
+    p.add_argument("--force", action="store_true",
+                   help=f"run even past the bounds ({budget.duration(budget.MAX_SECONDS)}, "
+                        f"{budget.size(budget.MAX_BYTES)}; see gpalloc.budget)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, no estimate")
 
 
 def build_parser():
     """The argparse parser (``gpalloc experiment SCENARIO [options]``)."""
-    p = argparse.ArgumentParser(prog="gpalloc", description=__doc__.split("\n\n")[0])
+    p = usage.Parser(prog="gpalloc", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     e = sub.add_parser("experiment", help="run a scenario on the baseline and grouped kernels")
     e.add_argument("scenario", choices=SCENARIOS)
@@ -85,13 +100,15 @@ def build_parser():
     e.add_argument("--compare-kernels", action="store_true",
                    help="run every design on the same seed and compare them")
     e.add_argument("--json", action="store_true", help="print one JSON object")
-    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--check", action="store_true",
+                   help="Machine.check() after every phase of every kernel (W^X on every pfn)")
+    _bounds_args(e)
     r = sub.add_parser("ram-sweep", help="fedora-bpf on machines of several RAM sizes")
     r.add_argument("--seed", type=int, default=0, help="seed for the machine and workload")
     r.add_argument("--sizes", type=_sizes, default=RAM_SIZES,
                    help=f"comma-separated memory sizes (default: {','.join(RAM_SIZES)})")
     r.add_argument("--csv", action="store_true", help="print CSV only (data/results/)")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    _bounds_args(r)
     q = sub.add_parser("quiz", help="a seeded homework question; -c also prints the answer")
     q.add_argument("kind", choices=KINDS)
     q.add_argument("--seed", type=int, default=0)
@@ -130,16 +147,47 @@ def scenario_args(args):
     return {name: getattr(args, name) for name in wanted[args.scenario]}
 
 
-def _progress_factory(enabled):
-    if not enabled:
-        return None
-    from tqdm import tqdm
+class Progress:
+    """The progress_factory of the runs: a tqdm bar per kernel run, and the counts Ctrl-C's
+    summary prints.  The bar shows on a terminal once a run has taken 1 s, or at once (on
+    any stderr) for a run whose estimate was announced."""
 
-    def make(name, total):
-        # shown only on a terminal (disable=None) and only once a run has taken 1 s
-        return tqdm(total=total, desc=name, unit="ev", leave=False, disable=None, delay=1.0,
-                    file=sys.stderr)
-    return make
+    def __init__(self, show, at_once, runs):
+        self.show, self.at_once, self.runs = show, at_once, runs
+        self.run, self.name, self.done, self.total = 0, "", 0, 0
+        self.start = time.monotonic()
+
+    def __call__(self, name, total):
+        self.run, self.name, self.done, self.total = self.run + 1, name, 0, total
+        bar = None
+        if self.show:
+            from tqdm import tqdm
+            bar = tqdm(total=total, desc=name, unit="ev", leave=False, file=sys.stderr,
+                       disable=False if self.at_once else None,
+                       delay=0.0 if self.at_once else 1.0)
+        return _Bar(self, bar)
+
+    def summary(self):
+        """``after 3.2 s: run 1 of 2 (baseline), 1,024 of 1,000,000 events``."""
+        where = (f": run {self.run} of {self.runs} ({self.name}), {self.done:,} of "
+                 f"{self.total:,} events" if self.run else ": before the first run")
+        return f"after {time.monotonic() - self.start:.1f} s{where}; no results"
+
+
+class _Bar:
+    """What run_experiment updates and closes: counts, and the tqdm bar if any."""
+
+    def __init__(self, progress, bar):
+        self.progress, self.bar = progress, bar
+
+    def update(self, n):
+        self.progress.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
 
 
 def format_table(result):
@@ -182,22 +230,76 @@ def format_ram_sweep(rows, seed):
     return "\n".join(lines)
 
 
-def _run(args):
+def _ram_flag(args):
+    """The flag named when the machine's RAM is what is too large."""
+    return "--nodes" if args.nodes is not None and args.node_mem is None else "--node-mem"
+
+
+def estimate(args):
+    """The run's budget.Estimate (experiment, ram-sweep), or None for the other commands.
+
+    The machine shapes are checked first (a Machine is cheap to boot: its memmap is lazy),
+    so a bad --nodes or --node-mem gets the model's own message, not an estimate.
+    """
+    if args.command == "experiment":
+        cal = calibration(args)
+        Machine(seed=args.seed, **cal.machine_kwargs())
+        est = budget.experiment_estimate(args.scenario, cal, len(kernels(args)),
+                                         **scenario_args(args))
+        return est.named(ram_flag=_ram_flag(args))
+    if args.command == "ram-sweep":
+        cals = [Calibration(node_mem=size) for size in args.sizes]
+        for cal in cals:
+            Machine(seed=args.seed, **cal.machine_kwargs())
+        events = budget.event_count("fedora-bpf")
+        runs = len(designs.BASELINE_VS_GROUPED)
+        return budget.combine([budget.estimate(events, runs, cal) for cal in cals], "--sizes")
+    return None
+
+
+def _prepare(args):
+    """Refuse what cannot run (before anything runs); announce a long run; its Progress."""
+    if args.command == "experiment" and args.scenario == "modules" and args.lsmod is None:
+        raise usage.UsageError("--lsmod", "the modules scenario needs a module listing", "none")
+    est = estimate(args)
+    if est is None:
+        return None
+    refusal = est.refusal()
+    if refusal is not None and not args.force:
+        flag, problem = refusal
+        dest = flag[2:].replace("-", "_")
+        value = getattr(args, dest, None)
+        if value is None:   # not given: the calibration's default is what ran into the bound
+            value = getattr(Calibration(), dest)
+        raise usage.UsageError(flag, problem, ",".join(value) if isinstance(value, tuple)
+                               else value)
+    if est.announce() and not args.quiet:
+        print(f"gpalloc: estimate: {est.text()}", file=sys.stderr, flush=True)
+    return Progress(not args.quiet, est.announce(), est.runs)
+
+
+def _run(args, progress):
     """Run the command; returns the text to print."""
     if args.command == "live":
         return live_cli.run(args)
     if args.command == "ram-sweep":
-        rows = ram_sweep(args.sizes, args.seed, _progress_factory(not args.quiet))
+        rows = ram_sweep(args.sizes, args.seed, progress)
         if args.csv:
             out = io.StringIO()
             write_ram_sweep(rows, out)
             return out.getvalue().rstrip("\n")
         return format_ram_sweep(rows, args.seed)
     result = run_experiment(args.scenario, seed=args.seed, cal=calibration(args),
-                            kernels=kernels(args),
-                            progress_factory=_progress_factory(not args.quiet),
+                            kernels=kernels(args), progress_factory=progress, check=args.check,
                             **scenario_args(args))
-    return json.dumps(result, indent=1) if args.json else format_table(result)
+    if args.json:
+        return json.dumps(result, indent=1)
+    text = format_table(result)
+    if args.check:
+        checks = sum(run["checks"] for run in result["runs"].values())
+        text += (f"\n\ncheck: Machine.check() held after every phase: {checks} checks on "
+                 f"{len(result['runs'])} kernels, W^X over every pfn's mappings")
+    return text
 
 
 def main(argv=None):
@@ -206,11 +308,16 @@ def main(argv=None):
     if args.command == "quiz":
         print(quiz(args.kind, args.seed, args.compute))
         return 0
+    progress = None
     try:
-        text = _run(args)
+        progress = _prepare(args)
+        text = _run(args, progress)
+    except KeyboardInterrupt:
+        print(f"gpalloc: interrupted {progress.summary()}" if progress
+              else "gpalloc: interrupted; no results", file=sys.stderr)
+        return 130
     except (ValueError, OSError) as err:
-        print(f"gpalloc: error: {err}", file=sys.stderr)
-        return 2
+        return usage.report(err, args)
     try:
         print(text)
         sys.stdout.flush()

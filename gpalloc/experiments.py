@@ -49,16 +49,22 @@ def _snapshot(m):
     return out
 
 
-def run_kernel(design, phases, cal, seed, progress=None, machines=None):
+def run_kernel(design, phases, cal, seed, progress=None, machines=None, check=False):
     """Boot one kernel design (a registry name), apply pressure, play every phase.
 
     Returns its numbers.  ``machines``: a list to append the finished Machine to.
+    Machine.check() runs at the end; with ``check`` after boot and every phase too
+    (``checks`` in the result counts them).
     """
     t0 = time.perf_counter()
     m = Machine(seed=seed, design=design, **cal.machine_kwargs())
     m.set_memory_pressure(cal.pressure)
     timeline = [("boot+pressure", m.meminfo()["DirectMap4k"])]
+    checks = 0
     for phase, events in phases.items():
+        if check:
+            m.check()
+            checks += 1
         m.play(events, cal.churn_per_event, progress,
                kernel_churn_per_event=cal.kernel_churn_per_event,
                migrate_every=cal.migrate_every)
@@ -70,6 +76,8 @@ def run_kernel(design, phases, cal, seed, progress=None, machines=None):
     result["timeline"] = timeline
     result["seconds"] = round(time.perf_counter() - t0, 2)
     result["warnings"] = len(m.warnings)
+    if check:
+        result["checks"] = checks + 1
     return result
 
 
@@ -82,12 +90,13 @@ def kernel_runs(kernels):
 
 
 def run_experiment(name, seed=0, cal=None, kernels=None, progress_factory=None,
-                   machines=None, **kw):
+                   machines=None, check=False, **kw):
     """Run a scenario on each kernel; returns the JSON-ready dict the CLI prints.
 
     ``kernels``: design names (gpalloc.designs.names()), or a mapping run label →
     design name; default baseline (5.11) vs grouped (rfc).  Pass ``machines={}`` to
-    get each kernel's finished Machine back in it, by run label.
+    get each kernel's finished Machine back in it, by run label.  ``check``: also
+    Machine.check() after boot and every phase (run_kernel).
     """
     kernels = kernel_runs(designs.BASELINE_VS_GROUPED if kernels is None else kernels)
     cal = cal or scenario.Calibration()
@@ -108,7 +117,7 @@ def run_experiment(name, seed=0, cal=None, kernels=None, progress_factory=None,
         try:
             kept = [] if machines is not None else None
             out["runs"][kname] = run_kernel(design, phases, cal, seed,
-                                            progress.update if progress else None, kept)
+                                            progress.update if progress else None, kept, check)
             if kept:
                 machines[kname] = kept[0]
         finally:

@@ -1,6 +1,7 @@
 """Size strings ("4G", "512M", "2048k") as the kernel command line writes them (memparse)."""
 
 _SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_MAX_DIGITS = 20   # 2**64 bytes has 20: more is no size, and int() refuses past 4,300 digits
 
 
 def memparse(value, name="size"):
@@ -14,7 +15,8 @@ def memparse(value, name="size"):
         num, suffix = text, ""
         if text and text[-1] in "KMGT":
             num, suffix = text[:-1], text[-1]
-        if not num.isdigit():
+        # ASCII digits only: str.isdigit() also takes '²', which int() refuses
+        if not (num.isascii() and num.isdigit()) or len(num) > _MAX_DIGITS:
             raise ValueError(
                 f"{name}: cannot read size {value!r}; write a number with an optional "
                 "K/M/G/T suffix, e.g. '4G'")

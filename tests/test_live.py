@@ -97,7 +97,7 @@ def test_cli_refuses_with_one_line(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("gpalloc: error: ")
     if sys.platform.startswith("linux"):
-        assert "--programs 20001: must be between 1 and 20,000" in err
+        assert "--programs: must be between 1 and 20,000 (got 20001)" in err
 
 
 def test_command_repeats_the_run():
