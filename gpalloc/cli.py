@@ -17,6 +17,7 @@ import sys
 import time
 
 from . import budget, designs, usage
+from .bug import InvariantError
 from .experiments import (
     RAM_SIZES,
     SCENARIOS,
@@ -318,6 +319,9 @@ def main(argv=None):
         return 130
     except (ValueError, OSError) as err:
         return usage.report(err, args)
+    except InvariantError as err:   # a model bug, not bad input: say which invariant
+        print(f"gpalloc: check: {err}", file=sys.stderr)
+        return 1
     try:
         print(text)
         sys.stdout.flush()
