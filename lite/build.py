@@ -99,11 +99,16 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def local_pyodide(dest: Path) -> None:
-    """A Pyodide core from npm, and PyPI's wheels for what the kernel loads from the lock."""
+def npm_pyodide() -> Path:
+    """The npm `pyodide` package (the version the kernel expects) in build/npm; its folder."""
     run(["npm", "install", "--no-audit", "--no-fund", "--no-save", "--prefix", str(NPM_DIR),
          f"pyodide@{PYODIDE_VERSION}"])
-    core = NPM_DIR / "node_modules" / "pyodide"
+    return NPM_DIR / "node_modules" / "pyodide"
+
+
+def local_pyodide(dest: Path) -> None:
+    """A Pyodide core from npm, and PyPI's wheels for what the kernel loads from the lock."""
+    core = npm_pyodide()
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     for name in CORE_FILES:

@@ -68,7 +68,8 @@ def test_dashboard_in_chromium(chromium: Path, dashboard: str) -> None:
         browser = pw.chromium.launch(executable_path=str(chromium), headless=True,
                                      args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            # Tall enough to show every panel in one screenshot (Voila scrolls inside a div).
+            page = browser.new_page(viewport={"width": 1400, "height": 3400})
             try:
                 _drive(page, dashboard)
             finally:
