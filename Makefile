@@ -1,57 +1,103 @@
 # gpalloc developer tasks. Every target bootstraps $(VENV) on first use.
-#   make test       lint + unit tests + live-kernel tests + notebook regression tests (nbval)
+#   make lab        JupyterLab on $(LAB_NOTEBOOKS) (runtime dependencies only)
+#   make dashboard  the Voila dashboard (runtime + workshop extra)
+#   make site       the JupyterLite site in $(SITE_DIR) (runtime + workshop extra)
+#   make test       lint + unit tests + live-kernel tests + notebook regression tests (nbval);
+#                   installs the test and workshop extras
 #   make live       the live-kernel tests only (Linux; root for tracefs; skip elsewhere)
-#   make lab        JupyterLab on notebooks/
+#   make wheel      the gpalloc wheel in $(WHEEL_DIR)
 #   make bench      python -m benchmarks
 #   make notebooks  re-execute notebooks/*.ipynb in place, in name order
 #   make lint       ruff check
-#   make clean      remove the venv and caches
+#   make clean      remove the venv, build outputs and caches
+#
+# Options: make lab LAB_ARGS="--port 9999 --no-browser"; make dashboard DASHBOARD_ARGS="--port
+# 8866 --no-browser"; NO_INSTALL=1 runs a task with $(VENV) as it is (tests use it).
 
 PY ?= python3
 VENV ?= .venv
+LAB_NOTEBOOKS ?= notebooks
+LAB_ARGS ?=
+DASHBOARD ?= dashboard/gpalloc-dashboard.ipynb
+DASHBOARD_ARGS ?=
+SITE_NOTEBOOKS ?= notebooks
+SITE_DIR ?= build/site
+SITE_ARGS ?=
+WHEEL_DIR ?= build/wheels
+NO_INSTALL ?=
 
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# One venv, three install levels: students get the runtime dependencies only (make lab), the
+# workshop extra adds Voila and JupyterLite, make test adds the test extra on top of both.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+WORKSHOP_STAMP := $(VENV)/.installed-workshop
+TEST_STAMP := $(VENV)/.installed-test
+needs = $(if $(NO_INSTALL),,$(1))
+# JupyterLab refuses to run as root without --allow-root (Docker, cloud VMs).
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # Lint only the source trees that exist (benchmarks/ may not yet).
-LINT_PATHS := $(wildcard gpalloc tests benchmarks)
+LINT_PATHS := $(wildcard gpalloc tests benchmarks dashboard lite)
 PIP_FLAGS := --no-input $(if $(CI),--progress-bar off)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: venv lab test lint unit live nbval bench notebooks clean
+.PHONY: venv lab dashboard site wheel test lint unit live nbval bench notebooks clean
 
 # --- bootstrap ---------------------------------------------------------------
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 
-# Re-installs only when pyproject.toml is newer than the stamp (or the venv
-# was just created), so repeated `make test` is fast.
-$(STAMP): pyproject.toml $(BIN)/python
-	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[test]'
+# Each stamp re-installs only when pyproject.toml is newer (or the venv was just created), so
+# repeated runs are fast; a fuller install also stamps the levels it contains.
+$(RUNTIME_STAMP): pyproject.toml $(BIN)/python
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e .
 	touch $@
 
-venv: $(STAMP)
+$(WORKSHOP_STAMP): pyproject.toml $(BIN)/python
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[workshop]'
+	touch $@ $(RUNTIME_STAMP)
+
+$(TEST_STAMP): pyproject.toml $(BIN)/python
+	$(BIN)/python -m pip install $(PIP_FLAGS) -e '.[test,workshop]'
+	touch $@ $(WORKSHOP_STAMP) $(RUNTIME_STAMP)
+
+venv: $(TEST_STAMP)
 
 # --- tasks --------------------------------------------------------------------
 
-lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+lab: $(call needs,$(RUNTIME_STAMP))
+	$(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) $(LAB_NOTEBOOKS)
 
-lint: $(STAMP)
+# Voila executes the dashboard notebook per visit; it shows committed results and computes on
+# request, so the page paints in seconds.
+dashboard: $(call needs,$(WORKSHOP_STAMP))
+	$(BIN)/voila $(DASHBOARD_ARGS) $(DASHBOARD)
+
+wheel: $(call needs,$(RUNTIME_STAMP))
+	rm -rf $(WHEEL_DIR)
+	$(BIN)/python -m pip wheel $(PIP_FLAGS) --no-deps -w $(WHEEL_DIR) .
+
+# The site's Pyodide loads from its CDN at run time; SITE_ARGS=--local-pyodide (the browser
+# test) serves a local core from the site instead: offline, but without numpy and matplotlib.
+site: wheel $(call needs,$(WORKSHOP_STAMP))
+	$(BIN)/python lite/build.py --wheels $(WHEEL_DIR) --notebooks $(SITE_NOTEBOOKS) \
+	  --output $(SITE_DIR) $(SITE_ARGS)
+
+lint: $(call needs,$(TEST_STAMP))
 	$(BIN)/ruff check $(LINT_PATHS)
 
 # Plain pytest: exit code 5 ("no tests collected") fails the build on purpose.
-unit: $(STAMP)
+unit: $(call needs,$(TEST_STAMP))
 	$(BIN)/python -m pytest -q tests
 
 # Experiments on the running kernel (gpalloc.live); each test skips with its reason (-rs)
 # where the kernel or the rights differ.
-live: $(STAMP)
+live: $(call needs,$(TEST_STAMP))
 	$(BIN)/python -m pytest -q -rs -m live --live tests
 
-nbval: $(STAMP)
+nbval: $(call needs,$(TEST_STAMP))
 	@if compgen -G 'notebooks/*.ipynb' > /dev/null; then \
 	  echo "$(BIN)/python -m pytest -q --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg notebooks/"; \
 	  $(BIN)/python -m pytest -q --nbval --nbval-current-env \
@@ -61,16 +107,16 @@ nbval: $(STAMP)
 	fi
 
 # Sequential on purpose: lint, then unit tests, then the live kernel, then notebooks.
-test: $(STAMP)
+test: $(call needs,$(TEST_STAMP))
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory live
 	$(MAKE) --no-print-directory nbval
 
-bench: $(STAMP)
+bench: $(call needs,$(RUNTIME_STAMP))
 	$(BIN)/python -m benchmarks
 
-notebooks: $(STAMP)
+notebooks: $(call needs,$(RUNTIME_STAMP))
 	@shopt -s nullglob; LC_ALL=C; \
 	nbs=(notebooks/*.ipynb); \
 	if [ $${#nbs[@]} -eq 0 ]; then echo "no notebooks/*.ipynb to execute"; exit 0; fi; \
@@ -82,4 +128,4 @@ notebooks: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist tests/artifacts
 	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \
-	  -o -name .ipynb_checkpoints \) -prune -exec rm -rf {} +
+	  -o -name .ipynb_checkpoints -o -name .jupyterlite.doit.db \) -prune -exec rm -rf {} +

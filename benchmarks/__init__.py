@@ -18,6 +18,10 @@ Built in (each a few seconds):
 * ``check_after_ops``: Machine.check() time after 10,000 random operations.
 * ``fedora_bpf``: the fedora-bpf experiment (both kernels): wall time (bound < 60 s)
   and kernel events per second.
+* ``bpf_vs_kernel``: the model's BPF load+free against this kernel's socket-filter
+  load+JIT+free, timed in the same run (ratio, bound ≤ 1.0; Linux only, skipped elsewhere).
+* ``scale``: per-event cost of bpf-load on a 1 TiB / 8-node machine against 4 GiB (≤ 1.5).
+* ``widgets``: headless widget latency, from setting a control to its output (≤ 100 ms).
 """
 
 import json
@@ -254,3 +258,120 @@ def bench_fedora_bpf(seed):
              "PASS (< 60 s)" if dt < 60 else "FAIL (≥ 60 s)"),
             ("fedora-bpf, baseline + grouped", "events/s", f"{events / dt:,.0f}",
              f"{events:,} events; reduction_pct {result['reduction_pct']}")]
+
+
+# ---------------------------------------------------------------- issue 13's ratios, one run each
+
+BPF_OPS = 2000
+BPF_INSNS = 800    # one JIT page in a 6.18 pack (data/measurements/README.md)
+BPF_RATIO_BOUND = 1.0
+
+
+def _model_bpf_seconds(seed, n):
+    """The model's cost of loading, JITing and freeing n one-page programs (v5.11 path)."""
+    from gpalloc.kernel.bpf.core import bpf_prog_load, bpf_prog_put
+    from gpalloc.kernel.workqueue import flush_deferred
+    from gpalloc.workloads.scenario import jited_bytes_for_pages
+    m = Machine(nodes=1, node_mem="4G", seed=seed)
+    jited = jited_bytes_for_pages(1)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        bpf_prog_put(m.k, bpf_prog_load(m.k, 64, jited))
+        flush_deferred(m.k)
+    return time.perf_counter() - t0
+
+
+def _kernel_bpf_seconds(n):
+    """This kernel's cost of SO_ATTACH_FILTER (load + JIT) and close (free) of n filters."""
+    from gpalloc.live.bpf import SockFprog, open_filter_socket
+    fprog = SockFprog(BPF_INSNS)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        open_filter_socket(fprog).close()
+    return time.perf_counter() - t0
+
+
+@register("bpf_vs_kernel")
+def bench_bpf_vs_kernel(seed):
+    """The model's BPF load+free against the real kernel's socket-filter load+JIT+free."""
+    model = _model_bpf_seconds(seed, BPF_OPS)
+    row = ("1-page program", "model µs/op", f"{model / BPF_OPS * 1e6:.1f}",
+           f"{BPF_OPS} loads + frees, v5.11 design")
+    if platform.system() != "Linux":
+        return [row, ("1-page program", "ratio", "-", "SKIP: needs Linux (SO_ATTACH_FILTER)")]
+    try:
+        real = _kernel_bpf_seconds(BPF_OPS)
+    except OSError as err:
+        return [row, ("1-page program", "ratio", "-", f"SKIP: {err}")]
+    ratio = model / real
+    return [row, ("1-page program", "kernel µs/op", f"{real / BPF_OPS * 1e6:.1f}",
+                  f"socket + SO_ATTACH_FILTER ({BPF_INSNS} insns) + close"),
+            ("1-page program", "model / kernel", f"{ratio:.2f}",
+             ("PASS" if ratio <= BPF_RATIO_BOUND else "FAIL") + f" (≤ {BPF_RATIO_BOUND})")]
+
+
+SCALE_BOUND = 1.5
+SCALE_PROGRAMS = 512
+
+
+def _bpf_load_per_event(seed, **machine):
+    from gpalloc.workloads.events import BpfLoad
+    from gpalloc.workloads.scenario import jited_bytes_for_pages
+    m = Machine(seed=seed, **machine)
+    events = [BpfLoad(64, jited_bytes_for_pages(1)) for _ in range(SCALE_PROGRAMS)]
+    t0 = time.perf_counter()
+    m.play(events)
+    return (time.perf_counter() - t0) / SCALE_PROGRAMS
+
+
+@register("scale")
+def bench_scale(seed):
+    """Per-event cost of bpf-load on a 1 TiB / 8-node machine against a 4 GiB one."""
+    small = _bpf_load_per_event(seed, nodes=1, node_mem="4G")
+    big = _bpf_load_per_event(seed, nodes=8, node_mem="128G")
+    ratio = big / small
+    return [("bpf-load 512 x 1 page", "µs/event 4 GiB", f"{small * 1e6:.1f}", ""),
+            ("bpf-load 512 x 1 page", "µs/event 1 TiB", f"{big * 1e6:.1f}", "8 nodes x 128 GiB"),
+            ("bpf-load 512 x 1 page", "1 TiB / 4 GiB", f"{ratio:.2f}",
+             ("PASS" if ratio <= SCALE_BOUND else "FAIL") + f" (≤ {SCALE_BOUND})")]
+
+
+WIDGET_BOUND_MS = 100.0
+WIDGET_REPEATS = 5
+
+
+def _latency(panel, control, values):
+    """Median ms from setting a control's value to the panel's output being produced."""
+    times = []
+    for value in values:
+        t0 = time.perf_counter()
+        if control == "run":
+            panel.refresh()
+        elif control == "reveal":
+            panel.reveal()
+        else:
+            panel.controls[control].value = value
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
+
+
+@register("widgets")
+def bench_widgets(seed):
+    """Headless widget update latency: set a control, wait for its output (bound 100 ms)."""
+    from gpalloc import widgets
+    cases = [
+        ("gfp_flags_explorer", widgets.gfp_flags_explorer, "preset",
+         ["GFP_KERNEL_ACCOUNT", "GFP_KERNEL", "GFP_ATOMIC", "GFP_NOFS", "GFP_KERNEL"]),
+        ("pressure_explorer", widgets.pressure_explorer, "level", [0.2, 0.5, 0.8, 1.0, 0.0]),
+        ("numa_explorer", widgets.numa_explorer, "nodes", [1, 3, 4, 8, 2]),
+        ("experiment_dashboard", lambda: widgets.experiment_dashboard(autorun=False), "run",
+         [None] * 3),
+        ("predict_reveal", lambda: widgets.predict_reveal("q?", lambda: 42), "reveal",
+         [None] * WIDGET_REPEATS),
+    ]
+    rows = []
+    for name, build, control, values in cases:
+        ms = _latency(build(), control, values)
+        rows.append((name, f"{control} ms (median)", f"{ms:.1f}",
+                     ("PASS" if ms <= WIDGET_BOUND_MS else "FAIL") + f" (≤ {WIDGET_BOUND_MS:.0f})"))
+    return rows

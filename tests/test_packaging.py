@@ -104,7 +104,9 @@ def test_parser_handles_both_pip_forms() -> None:
 
 def test_pyproject_and_environment_pin_the_same_versions(pyproject, environment) -> None:
     project = pyproject["project"]
-    specs = list(project["dependencies"]) + list(project["optional-dependencies"]["test"])
+    specs = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        specs += extra
     pinned = dict(_split_pep508(s) for s in specs)
     assert len(pinned) == len(specs), "duplicate package in pyproject.toml"
 
@@ -122,9 +124,15 @@ def test_pyproject_and_environment_pin_the_same_versions(pyproject, environment)
     assert shared == pinned
 
 
-def test_environment_installs_project_with_test_extra(environment) -> None:
+def test_environment_installs_project_with_every_extra(pyproject, environment) -> None:
+    extras = ",".join(pyproject["project"]["optional-dependencies"])
     pip_entries = [d["pip"] for d in environment["dependencies"] if isinstance(d, dict)]
-    assert pip_entries == [["-e .[test]"]]
+    assert pip_entries == [[f"-e .[{extras}]"]]
+
+
+def test_extras_are_test_and_workshop(pyproject) -> None:
+    """The Makefile's install levels name these extras: a new one must be wired there too."""
+    assert list(pyproject["project"]["optional-dependencies"]) == ["test", "workshop"]
 
 
 def test_environment_python_satisfies_requires_python(pyproject, environment) -> None:
@@ -144,5 +152,5 @@ def test_ci_runs_make_test() -> None:
 
 def test_readme_documents_make_targets() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert "make lab" in readme
-    assert "make test" in readme
+    for target in ("make lab", "make test", "make dashboard", "make site"):
+        assert target in readme, target

@@ -43,16 +43,16 @@ closed right after loading; test_progs programs live until their test ends.
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..kernel.bpf.core import bpf_jit_binary_size
 from ..mm.page import PAGE_SIZE
+from ..resources import data_root
 from .bpf_profile import parse_bpf_profile
 from .events import KEEP, BpfLoad, ModuleLoad, Trampoline
 from .lsmod import parse_modules
 from .sections import module_layout
 
-DATA = Path(__file__).resolve().parents[2] / "data"
+DATA = data_root()
 DEFAULT_LSMOD = DATA / "lsmod" / "rhcos418-hyperv-modules.txt"
 DEFAULT_PROFILE = DATA / "bpf_selftests_v5_11.json"
 BOOT_BPF_ONE_PAGE, BOOT_BPF_THREE_PAGE = 95, 1
