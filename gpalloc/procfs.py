@@ -36,7 +36,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from gpalloc.sources import read_source
+from gpalloc.sources import long_number, read_source
 from gpalloc.workloads.lsmod import Module, parse_modules
 
 __all__ = [
@@ -74,14 +74,24 @@ class _LineError(Exception):
 _PROMPT_RE = re.compile(r"\[[^\]\s@]+@[^\]\s]+(?: [^\]]*)?\][#$](?:\s.*)?\Z")
 
 
-def _lines(text: str) -> Iterator[tuple[int, str]]:
-    """(line number, line without trailing white space), skipping blank/comment/prompt lines."""
+def _lines(text: str, label: str) -> Iterator[tuple[int, str]]:
+    """(line number, line without trailing white space), skipping blank/comment/prompt lines.
+
+    A line with a number too long to be one is an error here, for every parser.
+    """
     for lineno, raw in enumerate(text.split("\n"), start=1):
         line = raw.rstrip()
         stripped = line.strip()
         if not stripped or stripped.startswith("#") or _PROMPT_RE.match(stripped):
             continue
+        if problem := long_number(line):
+            raise ValueError(f"{label}:{lineno}: {problem}")
         yield lineno, line
+
+
+def _digits(token: str) -> bool:
+    """A non-negative decimal integer in ASCII (str.isdigit() also takes '²', int() does not)."""
+    return token.isascii() and token.isdigit()
 
 
 def _int(token: str, what: str) -> int:
@@ -106,7 +116,7 @@ def parse_meminfo(path_or_text: str | os.PathLike, name: str | None = None) -> d
     text, label = read_source(path_or_text, name)
     out: dict[str, int] = {}
     first: dict[str, int] = {}
-    for lineno, line in _lines(text):
+    for lineno, line in _lines(text, label):
         try:
             match = _MEMINFO_RE.fullmatch(line.strip())
             if not match:
@@ -147,7 +157,7 @@ def parse_buddyinfo(path_or_text: str | os.PathLike, name: str | None = None) ->
     seen: dict[tuple[int, str], int] = {}
     snapshot = 0
     orders: int | None = None
-    for lineno, line in _lines(text):
+    for lineno, line in _lines(text, label):
         try:
             match = _BUDDY_RE.fullmatch(line.strip())
             if not match:
@@ -157,7 +167,7 @@ def parse_buddyinfo(path_or_text: str | os.PathLike, name: str | None = None) ->
             node, zone = int(match.group(1)), match.group(2)
             free = []
             for token in match.group(3).split():
-                if not token.isdigit():
+                if not _digits(token):
                     raise _LineError(f"free count {token!r} is not a non-negative integer")
                 free.append(int(token))
             if orders is None:
@@ -242,7 +252,7 @@ def _vmalloc_entry(line: str) -> dict:
     if not rng:
         raise _LineError(f"address range {tokens[0]!r} is not 0xSTART-0xEND")
     start, end = int(rng.group(1), 16), int(rng.group(2), 16)
-    if not tokens[1].isdigit():
+    if not _digits(tokens[1]):
         raise _LineError(f"size {tokens[1]!r} is not a non-negative integer")
     size = int(tokens[1])
     if start >= _KERNEL_HALF and end >= _KERNEL_HALF and end - start != size:
@@ -316,7 +326,7 @@ def parse_vmallocinfo(path_or_text: str | os.PathLike, name: str | None = None) 
     """
     text, label = read_source(path_or_text, name)
     entries = []
-    for lineno, line in _lines(text):
+    for lineno, line in _lines(text, label):
         try:
             entries.append(_vmalloc_entry(line))
         except _LineError as exc:
@@ -443,7 +453,7 @@ def parse_zoneinfo(path_or_text: str | os.PathLike, name: str | None = None) -> 
     header_line = 0
     section = ""
     seen: dict[tuple[int, str], int] = {}
-    for lineno, line in _lines(text):
+    for lineno, line in _lines(text, label):
         stripped = line.strip()
         try:
             if match := _ZONE_RE.fullmatch(stripped):
@@ -546,7 +556,7 @@ def parse_pagetypeinfo(path_or_text: str | os.PathLike, name: str | None = None)
     table: str | None = None
     columns: list[str] = []
     seen: set[tuple] = set()
-    for lineno, line in _lines(text):
+    for lineno, line in _lines(text, label):
         stripped = line.strip()
         if match := _PT_ORDER_RE.fullmatch(stripped):
             out["page_block_order"] = int(match.group(1))
@@ -601,7 +611,7 @@ def parse_vmstat(path_or_text: str | os.PathLike, name: str | None = None) -> di
     """
     text, label = read_source(path_or_text, name)
     out: dict[str, int] = {}
-    for lineno, line in _lines(text):
+    for lineno, line in _lines(text, label):
         match = _VMSTAT_RE.fullmatch(line.strip())
         if not match:
             raise ValueError(f"{label}:{lineno}: not a vmstat line 'name value': "
@@ -636,7 +646,7 @@ def parse_slabinfo(path_or_text: str | os.PathLike, name: str | None = None) -> 
     text, label = read_source(path_or_text, name)
     out: list[dict] = []
     version_seen = False
-    for lineno, line in _lines(text):
+    for lineno, line in _lines(text, label):
         stripped = line.strip()
         if match := _SLABINFO_VERSION_RE.fullmatch(stripped):
             if match.group(1) != "2.1":
@@ -654,7 +664,7 @@ def parse_slabinfo(path_or_text: str | os.PathLike, name: str | None = None) -> 
                              f"tunables <3> : slabdata <3>': {stripped!r}")
         values = head[1:] + parts[1].split()[1:] + parts[2].split()[1:]
         keys = _SLAB_FIELDS + _SLAB_TUNABLES + _SLAB_DATA
-        if len(values) != len(keys) or not all(v.isdigit() for v in values):
+        if len(values) != len(keys) or not all(_digits(v) for v in values):
             raise ValueError(f"{label}:{lineno}: cache {head[0]!r}: expected "
                              f"{len(keys)} non-negative integers")
         out.append({"name": head[0], **dict(zip(keys, map(int, values), strict=True))})

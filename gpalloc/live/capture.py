@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import datetime
 import gzip
+import io
 import json
 import os
 import platform
@@ -31,6 +32,7 @@ import sys
 from pathlib import Path
 
 from gpalloc import procfs
+from gpalloc.sources import read_file, read_json
 
 from . import trace as _trace
 
@@ -282,31 +284,36 @@ def earlier_captures(out_dir: Path, bid: str | None) -> list[dict]:
 # ---------------------------------------------------------------------------------------------
 
 def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}:{err.lineno}: {err.msg}") from None
+    doc = read_json(path)
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}:1: expected a JSON object, got {type(doc).__name__}")
+    return doc
 
 
 def _read_callers(path: Path) -> list[dict]:
     rows = []
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(io.StringIO(read_file(path), newline=""))
+    try:
         if tuple(reader.fieldnames or ()) != CALLER_COLUMNS:
             raise ValueError(f"{path}:1: header is not {','.join(CALLER_COLUMNS)}")
-        for lineno, row in enumerate(reader, start=2):
+        for row in reader:
             try:
                 rows.append({"caller": row["caller"],
                              **{k: int(row[k]) for k in CALLER_COLUMNS[1:]}})
             except (TypeError, ValueError):
-                raise ValueError(f"{path}:{lineno}: areas/pages/bytes must be integers") from None
+                raise ValueError(f"{path}:{reader.line_num}: areas/pages/bytes must be "
+                                 "integers") from None
+    except csv.Error as err:   # e.g. a field past csv's size limit
+        raise ValueError(f"{path}:{reader.line_num}: {err}") from None
     return rows
 
 
 def parse_sys_vm(path: Path) -> dict[str, str]:
     """``vm.name = value`` lines into ``{name: value}`` (values kept as text)."""
     out = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(read_file(path).split("\n"), start=1):
+        if not line:
+            continue
         key, sep, value = line.partition(" = ")
         if not sep or not key.startswith("vm."):
             raise ValueError(f"{path}:{lineno}: not a 'vm.name = value' line: {line!r}")
@@ -319,18 +326,16 @@ def read_phase(folder: Path) -> dict:
     phase = {"name": folder.name, "meta": _read_json(folder / "phase.json")}
     for name, (filename, _) in {**PROC_FILES, "vmallocinfo": ("vmallocinfo.txt", True)}.items():
         path = folder / filename
-        if path.is_file():
-            data = path.read_bytes()
-            text = (gzip.decompress(data) if filename.endswith(".gz") else data).decode()
-            phase[name] = PARSERS[name](text, name=str(path))
+        if path.is_file():   # a Path, never text: a one-line file is not a file name
+            phase[name] = PARSERS[name](path)
     if (folder / SYS_VM).is_file():
         phase["sys_vm"] = parse_sys_vm(folder / SYS_VM)
     if (folder / CALLERS_CSV).is_file():
         phase["vmalloc_callers"] = _read_callers(folder / CALLERS_CSV)
     if (folder / JIT_TXT).is_file():
-        text = (folder / JIT_TXT).read_text(encoding="utf-8")
-        phase["vmalloc_jit"] = (procfs.parse_vmallocinfo(text, name=str(folder / JIT_TXT))
-                                if text.strip() else [])
+        path = folder / JIT_TXT
+        phase["vmalloc_jit"] = (procfs.parse_vmallocinfo(path) if read_file(path).strip()
+                                else [])
     for name in ("trace.csv", "trace.csv.gz"):
         if (folder / name).is_file():
             phase["trace"] = _trace.read_events(folder / name)

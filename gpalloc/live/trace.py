@@ -22,6 +22,8 @@ import os
 import re
 from pathlib import Path
 
+from gpalloc.sources import read_file
+
 TRACEFS = Path("/sys/kernel/tracing")
 INSTANCE_PREFIX = "gpalloc-"
 EVENTS = ("mm_page_alloc", "mm_page_alloc_zone_locked", "mm_page_free", "mm_page_free_batched",
@@ -102,13 +104,19 @@ def write_events(folder: Path, events: list[dict]) -> Path:
 
 def read_events(path: Path) -> list[dict]:
     """Read a ``trace.csv[.gz]`` back: ints where the column is numeric, "" where absent."""
-    data = path.read_bytes()
-    text = (gzip.decompress(data) if path.suffix == ".gz" else data).decode()
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(read_file(path), newline=""))
+    try:
+        return _read_rows(path, reader)
+    except csv.Error as err:   # e.g. a field past csv's size limit
+        raise ValueError(f"{path}:{reader.line_num}: {err}") from None
+
+
+def _read_rows(path: Path, reader: csv.DictReader) -> list[dict]:
     if tuple(reader.fieldnames or ()) != COLUMNS:
         raise ValueError(f"{path}:1: header is not {','.join(COLUMNS)}")
     out = []
-    for lineno, row in enumerate(reader, start=2):
+    for row in reader:
+        lineno = reader.line_num
         try:
             for key in COLUMNS:
                 if key in ("ts", "task", "event", "gfp") or row[key] == "":

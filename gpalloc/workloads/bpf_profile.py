@@ -11,7 +11,7 @@ An error names the file and the offending key: ``PATH: key 'a.b': what``.
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import os
 import types
 import typing
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..kernel.bpf.core import BPF_BINARY_HEADER, BPF_JIT_HOLE, bpf_jit_binary_pages
 from ..mm.page import PAGE_SIZE
+from ..sources import read_json
 
 BPF_PROFILE_SCHEMA = "gpalloc.bpf_selftests_profile/1"
 
@@ -236,7 +237,8 @@ def _build(tp, value, key):
             raise ProfileError(key, f"must be an integer, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        if (isinstance(value, bool) or not isinstance(value, (int, float))
+                or not 0 < value < math.inf):   # JSON's NaN and Infinity are not measurements
             raise ProfileError(key, f"must be a positive number, got {value!r}")
         return float(value)
     if tp is bool:
@@ -261,7 +263,7 @@ def _build(tp, value, key):
             raise ProfileError(key, f"must be an object, got {value!r}")
         out = {}
         for k, v in value.items():
-            if not k.isdigit():
+            if not (k.isascii() and k.isdigit()):
                 raise ProfileError(f"{key}.{k}", "keys must be whole numbers")
             out[int(k)] = _build(args[1], v, f"{key}.{k}")
         return out
@@ -297,12 +299,7 @@ def parse_bpf_profile(path: str | os.PathLike) -> BpfProfile:
     range, or numbers that must agree do not; ``PATH:LINE:`` for text that is not JSON.
     """
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}:1: not UTF-8 text ({exc.reason})") from None
+    doc = read_json(path)
     try:
         return _build_dataclass(BpfProfile, doc, "")
     except ProfileError as exc:

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..mm.page import PAGE_SIZE
-from ..sources import read_source
+from ..sources import long_number, read_source
 
 PROC_STATES = ("Live", "Loading", "Unloading")
 LSMOD_HEADER = ("Module", "Size", "Used", "by")
@@ -176,6 +176,8 @@ def parse_modules(path_or_text: str | os.PathLike, name: str | None = None) -> l
         if not fields:
             continue
         try:
+            if problem := long_number(raw):
+                raise _LineError(problem)
             if tuple(fields) == LSMOD_HEADER:
                 if fmt is not None:
                     raise _LineError("lsmod header 'Module Size Used by' after the first line")
