@@ -5,6 +5,7 @@
 #   make test       lint + unit tests + live-kernel tests + notebook regression tests (nbval);
 #                   installs the test and workshop extras
 #   make live       the live-kernel tests only (Linux; root for tracefs; skip elsewhere)
+#   make stateful-long / make fuzz-long  the long hypothesis budgets (nightly or by hand)
 #   make wheel      the gpalloc wheel in $(WHEEL_DIR)
 #   make bench      python -m benchmarks
 #   make notebooks  re-execute notebooks/*.ipynb in place, in name order
@@ -42,7 +43,8 @@ PIP_FLAGS := --no-input $(if $(CI),--progress-bar off)
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: venv lab dashboard site wheel test lint unit live nbval bench notebooks clean
+.PHONY: venv lab dashboard site wheel test lint unit live nbval bench notebooks clean \
+	stateful-long fuzz-long
 
 # --- bootstrap ---------------------------------------------------------------
 
@@ -112,6 +114,14 @@ test: $(call needs,$(TEST_STAMP))
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory live
 	$(MAKE) --no-print-directory nbval
+
+# The long hypothesis budgets (tests/hypothesis_profile.py), randomised, for a nightly or
+# manual run; -rP prints each test's step or example count.
+stateful-long: $(call needs,$(TEST_STAMP))
+	GPALLOC_TEST_PROFILE=long $(BIN)/python -m pytest -q -rP tests/test_stateful.py
+
+fuzz-long: $(call needs,$(TEST_STAMP))
+	GPALLOC_TEST_PROFILE=long $(BIN)/python -m pytest -q -rP tests/test_fuzz_parsers.py
 
 bench: $(call needs,$(RUNTIME_STAMP))
 	$(BIN)/python -m benchmarks

@@ -1,19 +1,41 @@
-"""Stateful property test: random operation sequences through a small Machine.
+"""Stateful property test: random operation sequences through a Machine.
 
 Hypothesis drives vmalloc / module_alloc / set_memory_* / vfree / alloc_pages /
-free_pages / drop_caches / shrink_slab / memory pressure / CPU switches through
-one Machine per run (1–2 nodes of 256M–1G, patches () or (1, 2, 3), both list_head
-variants, either nr_scanned variant) and
-calls ``m.check()`` after every step, plus the spec §10.3 invariants that
-check() does not cover from the outside:
+free_pages / drop_caches / shrink_slab / memory pressure / CPU switches / the
+kernel's executable-memory callers (BPF programs, trampolines, ftrace, kprobes,
+modules, through each design's seams) through one Machine per run, and calls
+``m.check()`` after every step.  A run starts from (START):
 
-* DirectMap counters only move down a level (v5.11 never merges): DirectMap1G
-  never grows, DirectMap4k never shrinks; the three cover RAM exactly;
-  DirectMap4k kB == 4 × the number of 4K entries in the page tables.
-* Page accounting: MemFree + pcp + live areas + grouped cache + page tables +
-  pages the test holds + background page cache (Cached) and kernel blocks ==
-  MemTotal (so never more than MemTotal).
-* VmallocUsed == the pages of the areas the test believes are live.
+* a small machine: 1–2 nodes of 256M–1G, or
+* a live capture, ``Machine.from_proc``: data/measurements/b1-00-idle (the idle
+  6.18 VM the measurements start from) and the data/machines captures with
+  modules, with their nodes, 1G pages and module list (RAM scaled down to
+  CAPTURE_NODE_MEM so a step stays cheap);
+
+running one kernel (KERNELS): every registered design (gpalloc.designs.names())
+and the RFC patch subsets that are not one (patches (1,) and (1, 2)), with the
+design's options drawn too (both list_head variants, either nr_scanned variant).
+
+Budgets (tests/hypothesis_profile.py): the CI profile runs at least MIN_STEPS
+steps (counted, and asserted); ``GPALLOC_TEST_PROFILE=long`` (``make
+stateful-long``) runs many more, randomised.  A failure shrinks to a short
+sequence and prints it as Python to replay.
+
+Extending: a new operation is one ``@rule`` method (a helper may go with it); what
+it must not break is an ``@invariant``.  Both see ``self.m`` (the Machine) and the
+test's own bookkeeping (``self.live`` areas, ``self.held_pages``).
+
+Besides check(), the spec §10.3 invariants that check() does not cover from the
+outside:
+
+* DirectMap counters only move down a level (v5.11 never merges; a design
+  with CPA merge-back may): DirectMap1G never grows, DirectMap4k never shrinks;
+  the three cover RAM exactly; DirectMap4k kB == 4 × the number of 4K entries.
+* Page accounting: MemFree + pcp + every live vmalloc area + grouped cache +
+  page tables + pages the test holds + background page cache (Cached) and
+  kernel blocks == MemTotal (so never more than MemTotal).
+* VmallocUsed == the pages of all live areas; the test's own areas are among
+  them with the size it asked for.
 * With patch 2 a cached page is never mapped by a live area.
 * set_memory_x/nx never touch the direct map; ro/rw change the alias too.
 * After vfree of a VM_FLUSH_RESET_PERMS area every page's alias is a 4K,
@@ -25,7 +47,10 @@ restores RW+NX before a vfree of an area without VM_FLUSH_RESET_PERMS (or sets
 the flag when the restore fails).
 """
 
-from hypothesis import HealthCheck, settings
+import time
+from pathlib import Path
+
+import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -36,14 +61,27 @@ from hypothesis.stateful import (
     multiple,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
+from hypothesis_profile import LONG, budget, profile
 
 from gpalloc import GFP_KERNEL, NUMA_NO_NODE, VM_FLUSH_RESET_PERMS, VM_GROUP_PAGES, Machine
+from gpalloc import designs as registry
 from gpalloc.arch.x86.module import MODULES_END
 from gpalloc.arch.x86.pgtable_types import _PAGE_NX, _PAGE_PRESENT, _PAGE_RW, PG_LEVEL_4K
+from gpalloc.designs.v5_11 import Linux511
 from gpalloc.mm.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE
 from gpalloc.mm.page import PAGE_OFFSET, PAGE_SIZE
-from gpalloc.mm.vmalloc import VMALLOC_END
+from gpalloc.mm.vmalloc import VMALLOC_END, busy_areas
+from gpalloc.procfs import read_proc_dir
+from gpalloc.workloads.events import (
+    KEEP,
+    BpfLoad,
+    FtraceTrampoline,
+    KprobePage,
+    ModuleLoad,
+    Trampoline,
+)
 
 # Module level on purpose: a name starting with "__" inside a class body is mangled.
 GFP_KERNEL_ZERO = GFP_KERNEL | __GFP_ZERO
@@ -53,6 +91,36 @@ ENOMEM, EFAULT = 12, 14
 # (nodes, node_mem): small enough to run out of memory.  2 × 1G is the only shape with a
 # 1G direct-map entry (the first 1G never is one), so it is listed twice.
 SHAPES = [(1, "256M"), (2, "256M"), (1, "512M"), (2, "512M"), (2, "1G"), (2, "1G")]
+ROOT = Path(__file__).resolve().parents[1]
+# Live captures to start from, parsed once: the idle measurement machine, and the
+# captures that list modules (loaded at boot by from_proc).
+CAPTURES = {name: read_proc_dir(ROOT / path) for name, path in (
+    ("b1-00-idle", "data/measurements/b1-00-idle/phases/00-idle"),
+    ("debian11-5.10-qemu", "data/machines/debian11-5.10-qemu"),
+    ("rhcos418-hyperv", "data/machines/rhcos418-hyperv"),
+    ("ubuntu1404-3.13", "data/machines/ubuntu1404-3.13"))}
+CAPTURE_NODE_MEM = "1G"
+# Half the runs from a small machine, half from a capture.
+STARTS = st.one_of(st.tuples(st.just("shape"), st.sampled_from(SHAPES)),
+                   st.tuples(st.just("capture"), st.sampled_from(list(CAPTURES))))
+# Every kernel: each registered design by name, and each RFC patch subset that is not one
+# (patches () is design "5.11", (1, 2, 3) is "rfc").
+KERNELS = ([("design", name) for name in registry.names()]
+           + [("patches", p) for p, cls in registry.BY_PATCHES.items()
+              if cls not in registry.REGISTRY.values()])
+# Executable memory the kernel's callers ask for, as workload events (lifetime in ticks).
+LIFETIMES = st.sampled_from([0, 1, 3, KEEP])
+EVENTS = st.one_of(
+    st.builds(BpfLoad, st.integers(1, 4096), st.integers(1, 3 * PAGE_SIZE), lifetime=LIFETIMES),
+    st.builds(Trampoline, lifetime=LIFETIMES),
+    st.builds(FtraceTrampoline, lifetime=LIFETIMES),
+    st.builds(KprobePage, lifetime=LIFETIMES),
+    st.builds(ModuleLoad, st.sampled_from(["m0", "m1", "m2"]),
+              st.tuples(*[st.integers(0, 3)] * 4).filter(lambda c: c[0] > 0),
+              st.tuples(*[st.integers(0, 2)] * 3), lifetime=st.sampled_from([1, 3])))
+MIN_STEPS = budget(ci=10_000, long=200_000)   # over all KERNELS
+SETTINGS = profile(max_examples=budget(ci=20, long=150),
+                   stateful_step_count=budget(ci=100, long=250))
 
 
 class Area:
@@ -101,9 +169,17 @@ def _cached_pfns(m):
     return out
 
 
+def _merges_back(m):
+    """Does this design's CPA merge split mappings back (so DirectMap4k may shrink)?"""
+    return type(m.design).cpa_after_change is not Linux511.cpa_after_change
+
+
 class GpallocStateMachine(RuleBasedStateMachine):
     areas = Bundle("areas")
     held = Bundle("held")
+    kernel = ("design", "5.11")   # test_stateful runs one subclass per entry of KERNELS
+    steps = runs = 0   # over every run of a test: rules run (after boot), runs
+    starts = set()     # where the runs started
 
     def __init__(self):
         super().__init__()
@@ -115,16 +191,23 @@ class GpallocStateMachine(RuleBasedStateMachine):
         self.pressured = False
 
     # ------------------------------------------------------------ setup
-    @initialize(shape=st.sampled_from(SHAPES), patches=st.sampled_from([(), (1, 2, 3)]),
-                list_head=st.sampled_from(["contents", "struct_page"]),
+    @initialize(start=STARTS, list_head=st.sampled_from(["contents", "struct_page"]),
                 nr_scanned_quirk=st.booleans(), seed=st.integers(0, 3),
                 cpu=st.sampled_from([3, 0, 1, 2]))
-    def boot(self, shape, patches, list_head, nr_scanned_quirk, seed, cpu):
-        nodes, node_mem = shape
-        options = dict(list_head=list_head, nr_scanned_quirk=nr_scanned_quirk) if patches else {}
-        self.m = Machine(nodes=nodes, node_mem=node_mem, patches=patches, seed=seed, **options)
+    def boot(self, start, list_head, nr_scanned_quirk, seed, cpu):
+        how, what = self.kernel
+        cls = registry.design_class(what) if how == "design" else registry.from_patches(what)
+        wanted = dict(list_head=list_head, nr_scanned_quirk=nr_scanned_quirk)
+        kw = {how: what, "seed": seed, **{k: v for k, v in wanted.items() if k in cls.OPTIONS}}
+        kind, where = start
+        if kind == "shape":
+            nodes, node_mem = where
+            self.m = Machine(nodes=nodes, node_mem=node_mem, **kw)
+        else:
+            self.m = Machine.from_proc(CAPTURES[where], node_mem=CAPTURE_NODE_MEM, **kw)
         self.m.cpu = cpu % self.m.k.nr_cpus   # 3: start on the last node (its 1G entry)
         self.prev_dm = _directmap(self.m)
+        type(self).starts.add(start)
 
     # ------------------------------------------------------------ helpers
     def _node(self, node):
@@ -297,9 +380,9 @@ class GpallocStateMachine(RuleBasedStateMachine):
         self._set_memory_rule("nx", addr, whole, start, count, overrun)
 
     def _stale(self):
-        """Addresses of vfree'd areas that no live area covers now."""
-        return [a for a in self.freed
-                if not any(x.addr <= a < x.end() for x in self.live.values())]
+        """Addresses of vfree'd areas that no live area (the test's or a caller's) covers now."""
+        spans = [(v.addr, v.addr + v.size) for v in busy_areas(self.m.k)]
+        return [a for a in self.freed if not any(s <= a < e for s, e in spans)]
 
     @precondition(lambda self: self.freed)
     @rule(op=st.sampled_from(["ro", "rw", "x", "nx"]))
@@ -339,10 +422,12 @@ class GpallocStateMachine(RuleBasedStateMachine):
             self._expect_unchanged_dm(before, "vfree without VM_FLUSH_RESET_PERMS")
         else:   # §10.3: every alias split to 4K and reset to present+RW
             # (a split that found no page-table page leaves the large entry as it was)
+            # (a design with CPA merge-back may merge the reset entries back)
             nomem = any("page allocation failure" in w for w in m.warnings[nwarn:])
             for p in pages:
                 level, prot = m.k.dmap.lookup_address(p.pfn)
-                assert prot & P_RW == P_RW and (level == PG_LEVEL_4K or nomem), \
+                assert prot & P_RW == P_RW and (level == PG_LEVEL_4K or nomem
+                                                or _merges_back(m)), \
                     f"pfn {p.pfn:#x} after reset-perms vfree: level {level} prot {prot:#x}"
         if area.grouped:
             cached = _cached_pfns(m)
@@ -461,7 +546,24 @@ class GpallocStateMachine(RuleBasedStateMachine):
         self.m.cpu = cpu % self.m.k.nr_cpus
         assert self.m.k.numa_node_id() == self.m.cpu // self.m.k.cpus_per_node
 
+    # ------------------------------------------------------------ executable-memory callers
+    @rule(events=st.lists(EVENTS, min_size=1, max_size=6))
+    def play(self, events):
+        """The kernel's own callers (BPF, trampolines, ftrace, kprobes, modules): each design's
+        execmem/JIT seams; what they free with a lifetime is freed by the end (rcu_barrier)."""
+        before = {a.addr for a in busy_areas(self.m.k)}
+        self.m.play(events)
+        for addr, area in self.live.items():   # the test's own areas are untouched
+            assert self.m.find_vm_area(addr) is not None and addr in before, area
+
     # ------------------------------------------------------------ invariants
+    @invariant()
+    def count_step(self):   # invariants run after boot and after every rule
+        type(self).steps += 1
+
+    def teardown(self):
+        type(self).runs += 1
+
     @invariant()
     def model_check(self):
         if self.m is not None:
@@ -474,8 +576,9 @@ class GpallocStateMachine(RuleBasedStateMachine):
         m = self.m
         d4k, d2m, d1g = now = _directmap(m)
         p4k, _p2m, p1g = self.prev_dm
-        assert d1g <= p1g, f"DirectMap1G grew {p1g} -> {d1g}"
-        assert d4k >= p4k, f"DirectMap4k shrank {p4k} -> {d4k}"
+        if not _merges_back(m):
+            assert d1g <= p1g, f"DirectMap1G grew {p1g} -> {d1g}"
+            assert d4k >= p4k, f"DirectMap4k shrank {p4k} -> {d4k}"
         assert d4k + d2m + d1g == m.k.max_pfn * 4, "DirectMap does not cover RAM"
         dm = m.k.dmap
         assert d4k == 4 * sum(len(t) for t in dm.pte.values()), "DirectMap4k vs PTE entries"
@@ -489,7 +592,10 @@ class GpallocStateMachine(RuleBasedStateMachine):
         m = self.m
         mi, st_ = m.meminfo(), m.stats()
         pcp = sum(p.count for z in m.k.zones for p in z.pcp.values())
-        in_areas = sum(a.npages for a in self.live.values())
+        busy = {a.addr: a.nr_pages for a in busy_areas(m.k)}
+        for addr, area in self.live.items():
+            assert busy.get(addr) == area.npages, f"{area!r} is not live with its size"
+        in_areas = sum(busy.values())   # the test's, and the callers' (modules, BPF, packs)
         assert mi["VmallocUsed"] == 4 * in_areas, \
             f"VmallocUsed {mi['VmallocUsed']} kB, live areas hold {in_areas} pages"
         slab = sum(blocks.nr_pages for blocks in m.k.kernel_blocks)   # unmovable background
@@ -509,8 +615,17 @@ class GpallocStateMachine(RuleBasedStateMachine):
                 assert p.pfn not in cached, f"cached pfn {p.pfn:#x} mapped by {addr:#x}"
 
 
-GpallocStateMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=40, deadline=None, derandomize=True, database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
-TestGpallocStateful = GpallocStateMachine.TestCase
+@pytest.mark.parametrize("kernel", KERNELS, ids=[f"{how}={what}" for how, what in KERNELS])
+def test_stateful(kernel):
+    """Every kernel its own test: at least MIN_STEPS / len(KERNELS) steps, from small
+    machines and from captures; prints the count (``pytest -rP``)."""
+    sm = type("GpallocStateMachine", (GpallocStateMachine,), {"kernel": kernel})
+    sm.steps, sm.runs, sm.starts = 0, 0, set()
+    start = time.monotonic()
+    run_state_machine_as_test(sm, settings=SETTINGS)
+    steps = sm.steps - sm.runs   # the check after boot is not a step
+    print(f"stateful {kernel[0]}={kernel[1]}: {steps} steps in {sm.runs} runs, "
+          f"{time.monotonic() - start:.0f} s, {len(sm.starts)} starts "
+          f"({'long' if LONG else 'CI'} profile)")
+    assert steps >= -(-MIN_STEPS // len(KERNELS))
+    assert {kind for kind, _ in sm.starts} == {"shape", "capture"}
