@@ -11,21 +11,24 @@ Each builder returns a small panel object with:
 
 Controls are wired with ``observe``; sliders that re-simulate a machine only fire on
 release (``continuous_update=False``) and the experiment dashboard has a Run button.
-Sliders clamp out-of-range values; anything the model refuses (a negative seed, say)
-becomes a message in the panel, never a traceback.  Everything is computed through
+Sliders clamp out-of-range values (ipywidgets itself) and controls refuse values of the
+wrong type; what gets through and cannot run (a negative seed, NaN from a float slider, a
+dropdown with nothing chosen) and anything the model refuses becomes the red
+"refused: ..." line in the panel, never a traceback.  Everything is computed through
 the Machine's public methods and experiment results, never ``m.k``.
 """
 
 import abc
 import html
 import io
+import math
 import random
 import time
 
 import ipywidgets as W
 from matplotlib.figure import Figure
 
-from . import designs, viz
+from . import designs, usage, viz
 from .experiments import run_experiment
 from .machine import NUMA_NO_NODE, Machine
 from .mm import gfp as _gfp
@@ -119,10 +122,22 @@ class Panel(abc.ABC):
     def _compute(self):
         """Run the model for the current control values and fill .values (each panel's own)."""
 
+    def _check_controls(self):
+        """Refuse what a control lets through but no run can use: a float slider's NaN, a
+        dropdown with nothing chosen (ipywidgets clamps the rest, and refuses wrong types)."""
+        for name, control in self.controls.items():
+            if isinstance(control, W.Dropdown) and control.value is None:
+                choices = ", ".join(map(str, control.options))
+                raise ValueError(usage.line(name, f"choose one of {choices}", "nothing"))
+            if isinstance(control, W.FloatSlider) and math.isnan(control.value):
+                raise ValueError(usage.line(name, f"must be a number from {control.min} to "
+                                                  f"{control.max}", control.value))
+
     def refresh(self):
         """Recompute from the controls and redraw; a refused value becomes a panel message."""
         self._say("working…")
         try:
+            self._check_controls()
             self._compute()
         except Exception as exc:   # shown to the learner instead of a traceback
             self.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) \
@@ -186,6 +201,9 @@ class GfpFlagsExplorer(Panel):
     def _on_preset(self, change):
         if self._busy or change["new"] == CUSTOM:
             return
+        if change["new"] is None:   # nothing chosen: the panel says so
+            self.refresh()
+            return
         value = _gfp.parse_gfp(change["new"])
         self._busy = True
         try:
@@ -205,7 +223,8 @@ class GfpFlagsExplorer(Panel):
 
     def _compute(self):
         mask = self.mask()
-        self._sync_preset(mask)
+        if self.controls["preset"].value is not None:   # None was refused; keep it shown
+            self._sync_preset(mask)
         down = vmalloc_page_gfp(mask)
         equals = down == GFP_GROUPED
         m = Machine(**GFP_MACHINE)

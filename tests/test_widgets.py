@@ -5,6 +5,7 @@ import time
 import ipywidgets as W
 import numpy as np
 import pytest
+from traitlets import TraitError
 
 from gpalloc import GFP_ATOMIC, GFP_GROUPED, GFP_KERNEL, widgets
 from gpalloc.mm import gfp as gfpmod
@@ -245,3 +246,98 @@ def test_show_answer_prints_now(capsys):
     widgets.show_answer(lambda: "answer text")
     widgets.show_answer("plain")
     assert capsys.readouterr().out == "answer text\nplain\n"
+
+
+# ------------------------------------------------------------------ every control's bounds
+#
+# Each builder's every control, headless: a value at each bound computes; a slider past
+# its bounds is clamped by ipywidgets itself (so it never reaches the model) and still
+# computes; what does get through and is nonsense (NaN from a float slider, a negative
+# seed) gives the red "refused" line and leaves the last result alone; what the control's
+# own trait refuses (a choice not offered, a string for a number) never reaches the panel.
+
+BUILDERS = {
+    "gfp_flags_explorer": widgets.gfp_flags_explorer,
+    "pressure_explorer": lambda: widgets.pressure_explorer(seed=0, node_mem="512M"),
+    "numa_explorer": lambda: widgets.numa_explorer(seed=0),
+    "experiment_dashboard": lambda: widgets.experiment_dashboard(seed=0),
+    "predict_reveal": lambda: widgets.predict_reveal("Which?", lambda: "a", choices=["a", "b"]),
+    "predict_reveal_text": lambda: widgets.predict_reveal("How many?", lambda: 42),
+}
+SKIP = {("experiment_dashboard", "fedora")}   # True costs ~5 s: test_dashboard_with_fedora
+
+
+def _run(p):
+    """Recompute as a learner would: the dashboard and predict-reveal have a button."""
+    for button in ("run", "reveal"):
+        if button in p.controls:
+            p.controls[button].click()
+            return
+
+
+def _refused(p):
+    return p.error and "refused: " in p.message.value and widgets._ERROR_STYLE in p.message.value
+
+
+def _set(p, name, value):
+    p.controls[name].value = value
+    _run(p)
+
+
+def _computes(p, name, value):
+    _set(p, name, value)
+    assert not p.error, (name, value, p.error)
+    assert "refused" not in p.message.value
+
+
+def _is_refused(p, name, value):
+    before = dict(p.values)
+    _set(p, name, value)
+    assert _refused(p), (name, value, p.message.value)
+    assert p.values == before, "a refused value changed the result"
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_every_control_refuses_nonsense_and_clamps_out_of_range(builder):
+    p = BUILDERS[builder]()
+    _panel_contract(p)
+    checked = 0
+    for name, control in p.controls.items():
+        if (builder, name) in SKIP or isinstance(control, W.Button):
+            continue
+        start = control.value
+        if isinstance(control, (W.IntSlider, W.FloatSlider)):
+            lo, hi = control.min, control.max
+            for value in (lo, hi):
+                _computes(p, name, value)
+            for past, bound in ((lo - 10 * (control.step or 1), lo), (hi + 1000, hi)):
+                _computes(p, name, past)
+                assert control.value == bound, f"{builder}.{name}: {past} not clamped"
+            if isinstance(control, W.FloatSlider):
+                _computes(p, name, start)
+                _is_refused(p, name, float("nan"))
+        elif isinstance(control, W.IntText):          # the seed
+            _computes(p, name, 0)
+            _computes(p, name, 2**63)
+            _is_refused(p, name, -1)
+        elif isinstance(control, W.Dropdown):
+            for option in control.options:
+                _computes(p, name, option)
+            _is_refused(p, name, None)                  # nothing chosen
+        elif isinstance(control, W.Checkbox):
+            for value in (not start, start):
+                _computes(p, name, value)
+        elif isinstance(control, W.Text):
+            for value in ("", "x" * 10_000, "\x00\u2028 é ²"):
+                _computes(p, name, value)
+        else:
+            raise AssertionError(f"{builder}.{name}: no bounds test for {type(control)}")
+        wrong = [object()] + ([] if isinstance(control, W.Text) else ["not a value"]) \
+            + ([] if isinstance(control, W.Dropdown) else [None])
+        for nonsense in wrong:                          # the control's own trait refuses these
+            with pytest.raises(TraitError):
+                control.value = nonsense
+        _computes(p, name, start)
+        checked += 1
+    assert checked == len([c for n, c in p.controls.items()
+                           if not isinstance(c, W.Button) and (builder, n) not in SKIP])
