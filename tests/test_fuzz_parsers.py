@@ -323,3 +323,70 @@ def test_fuzz_read_capture(source, tmp_path):
     case()
     print(f"fuzz read_capture {source.name}: {ran} examples ({parsed} parsed)")
     assert ran >= CAPTURE_EXAMPLES
+
+
+# ---------------------------------------------------------------- what the fuzzing found
+# Each bug the fuzzing found, as a plain example: the parse error it now gives.
+
+
+def _one_phase(tmp_path):
+    folder = tmp_path / CAPTURE.name
+    shutil.copytree(CAPTURE, folder)
+    return folder, folder / "phases" / "00-idle"
+
+
+@pytest.mark.parametrize("parse, text, message", [
+    # str.isdigit() takes '²', int() does not
+    (procfs.parse_buddyinfo, "Node 0, zone DMA ² 1\n",
+     "<text>:1: free count '²' is not a non-negative integer"),
+    (procfs.parse_slabinfo, "slabinfo - version: 2.1\nx ² 0 1 1 1 : tunables 0 0 0 : "
+                            "slabdata 0 0 0\n", "<text>:2: cache 'x': expected 11"),
+    # int() refuses more than 4,300 digits
+    (parse_modules, f"snd 1{'0' * 5000} 0\n", "<text>:1: a number of more than 40 digits"),
+    (procfs.parse_meminfo, f"MemTotal: {'9' * 5000} kB\n",
+     "<text>:1: a number of more than 40 digits"),
+], ids=["buddyinfo-digit", "slabinfo-digit", "lsmod-huge", "meminfo-huge"])
+def test_found_bad_numbers(parse, text, message):
+    with pytest.raises(ValueError) as exc:
+        parse(text)
+    assert str(exc.value).startswith(message)
+
+
+def test_found_one_line_capture_file_is_not_a_file_name(tmp_path):
+    """A capture file of one line without a newline was read as a file *name*."""
+    folder, phase = _one_phase(tmp_path)
+    (phase / "vmstat.txt").write_text("nr_free_pages 12")
+    assert read_capture(folder)["phases"][0]["vmstat"] == {"nr_free_pages": 12}
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("slabinfo.txt.gz", b"not gzip", ":"),                     # gzip.BadGzipFile
+    ("meminfo.txt", b"MemTotal: 1 kB\n\xff\n", ":2: not UTF-8 text"),
+    ("vmallocinfo-callers.csv", b"caller,areas,pages,bytes\n" + b"x" * 200_000 + b",1,1,1\n",
+     ":2: field larger than field limit"),
+    ("phase.json", b"[1, 2]", ":1: expected a JSON object"),
+    ("phase.json", b'{"a": ' + b"9" * 5000 + b"}", ":1: not valid JSON (a number of more"),
+    ("sys_vm.txt", b"\xc3", ":1: not UTF-8 text"),
+], ids=["gzip", "utf8", "csv-field", "json-list", "json-huge", "sys_vm-utf8"])
+def test_found_capture_file_errors(tmp_path, name, data, message):
+    folder, phase = _one_phase(tmp_path)
+    (phase / name).write_bytes(data)
+    with pytest.raises(ValueError) as exc:
+        read_capture(folder)
+    assert str(exc.value).startswith(f"{phase / name}{message}"), str(exc.value)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda doc: doc["jit_bytes_per_insn"].update(imm=float("nan")),
+     "key 'jit_bytes_per_insn.imm': must be a positive number, got nan"),
+    (lambda doc: doc["test_tag"]["pages_histogram"].update({"²": 1}),
+     "key 'test_tag.pages_histogram.²': keys must be whole numbers"),
+], ids=["nan", "key-digit"])
+def test_found_bpf_profile_errors(tmp_path, edit, message):
+    doc = json.loads((DATA / "bpf_selftests_v5_11.json").read_text())
+    edit(doc)
+    path = tmp_path / "profile.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError) as exc:
+        parse_bpf_profile(path)
+    assert str(exc.value) == f"{path}: {message}"

@@ -303,8 +303,8 @@ def _read_callers(path: Path) -> list[dict]:
             except (TypeError, ValueError):
                 raise ValueError(f"{path}:{reader.line_num}: areas/pages/bytes must be "
                                  "integers") from None
-    except csv.Error as err:   # e.g. a field past csv's size limit
-        raise ValueError(f"{path}:{reader.line_num}: {err}") from None
+    except csv.Error as err:   # a field past csv's size limit; line_num is the line before
+        raise ValueError(f"{path}:{reader.line_num + 1}: {err}") from None
     return rows
 
 

@@ -107,8 +107,8 @@ def read_events(path: Path) -> list[dict]:
     reader = csv.DictReader(io.StringIO(read_file(path), newline=""))
     try:
         return _read_rows(path, reader)
-    except csv.Error as err:   # e.g. a field past csv's size limit
-        raise ValueError(f"{path}:{reader.line_num}: {err}") from None
+    except csv.Error as err:   # a field past csv's size limit; line_num is the line before
+        raise ValueError(f"{path}:{reader.line_num + 1}: {err}") from None
 
 
 def _read_rows(path: Path, reader: csv.DictReader) -> list[dict]:
