@@ -1,9 +1,10 @@
 # gpalloc developer tasks. Every target bootstraps $(VENV) on first use.
-#   make lab        JupyterLab on $(LAB_NOTEBOOKS) (runtime dependencies only)
+#   make lab        JupyterLab on the student edition (runtime dependencies only)
+#   make student    the student edition in $(STUDENT_DIR) (notebooks/ is the instructor's)
 #   make dashboard  the Voila dashboard (runtime + workshop extra)
 #   make site       the JupyterLite site in $(SITE_DIR) (runtime + workshop extra)
-#   make test       lint + unit tests + live-kernel tests + notebook regression tests (nbval);
-#                   installs the test and workshop extras
+#   make test       lint + unit tests + live-kernel tests + notebook regression tests (nbval)
+#                   + the student edition run top to bottom; installs the test and workshop extras
 #   make live       the live-kernel tests only (Linux; root for tracefs; skip elsewhere)
 #   make stateful-long / make fuzz-long  the long hypothesis budgets (nightly or by hand)
 #   make wheel      the gpalloc wheel in $(WHEEL_DIR)
@@ -17,11 +18,12 @@
 
 PY ?= python3
 VENV ?= .venv
-LAB_NOTEBOOKS ?= notebooks
+STUDENT_DIR ?= build/student
+LAB_NOTEBOOKS ?= $(STUDENT_DIR)
 LAB_ARGS ?=
 DASHBOARD ?= dashboard/gpalloc-dashboard.ipynb
 DASHBOARD_ARGS ?=
-SITE_NOTEBOOKS ?= notebooks
+SITE_NOTEBOOKS ?= $(STUDENT_DIR)
 SITE_DIR ?= build/site
 SITE_ARGS ?=
 WHEEL_DIR ?= build/wheels
@@ -37,14 +39,14 @@ needs = $(if $(NO_INSTALL),,$(1))
 # JupyterLab refuses to run as root without --allow-root (Docker, cloud VMs).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 # Lint only the source trees that exist (benchmarks/ may not yet).
-LINT_PATHS := $(wildcard gpalloc tests benchmarks dashboard lite)
+LINT_PATHS := $(wildcard gpalloc tests benchmarks dashboard lite tools)
 PIP_FLAGS := --no-input $(if $(CI),--progress-bar off)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-.PHONY: venv lab dashboard site wheel test lint unit live nbval bench notebooks clean \
-	stateful-long fuzz-long
+.PHONY: venv lab student student-test dashboard site wheel test lint unit live nbval bench \
+  notebooks clean stateful-long fuzz-long
 
 # --- bootstrap ---------------------------------------------------------------
 
@@ -69,8 +71,17 @@ venv: $(TEST_STAMP)
 
 # --- tasks --------------------------------------------------------------------
 
-lab: $(call needs,$(RUNTIME_STAMP))
+# Student edition: solutions and explanations removed, answer code folded, outputs cleared
+# (tools/editions.py); notebooks/ itself is the instructor edition.
+student: $(call needs,$(RUNTIME_STAMP))
+	$(BIN)/python tools/editions.py student $(STUDENT_DIR) > /dev/null
+
+lab: student
 	$(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) $(LAB_NOTEBOOKS)
+
+# The student edition must run top to bottom without errors (its outputs are not compared).
+student-test: student $(call needs,$(TEST_STAMP))
+	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env $(STUDENT_DIR)
 
 # Voila executes the dashboard notebook per visit; it shows committed results and computes on
 # request, so the page paints in seconds.
@@ -83,7 +94,7 @@ wheel: $(call needs,$(RUNTIME_STAMP))
 
 # The site's Pyodide loads from its CDN at run time; SITE_ARGS=--local-pyodide (the browser
 # test) serves a local core from the site instead: offline, but without numpy and matplotlib.
-site: wheel $(call needs,$(WORKSHOP_STAMP))
+site: wheel student $(call needs,$(WORKSHOP_STAMP))
 	$(BIN)/python lite/build.py --wheels $(WHEEL_DIR) --notebooks $(SITE_NOTEBOOKS) \
 	  --output $(SITE_DIR) $(SITE_ARGS)
 
@@ -114,6 +125,7 @@ test: $(call needs,$(TEST_STAMP))
 	$(MAKE) --no-print-directory unit
 	$(MAKE) --no-print-directory live
 	$(MAKE) --no-print-directory nbval
+	$(MAKE) --no-print-directory student-test
 
 # The long hypothesis budgets (tests/hypothesis_profile.py), randomised, for a nightly or
 # manual run; -rP prints each test's step or example count.

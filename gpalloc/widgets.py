@@ -541,14 +541,43 @@ def experiment_dashboard(seed=0, autorun=True):
 
 # ------------------------------------------------------------------ predict → reveal
 
+RIGHT_WITHIN, CLOSE_WITHIN = 0.10, 0.50   # relative error of a numeric prediction
+
+
+def judge(prediction, expected):
+    """"right", "close" or "wrong" for a prediction against the model's value, or None.
+
+    Numbers: right within 10 %, close within 50 % (relative to the model's value; an
+    exact 0 must be predicted as 0).  Choices: right only when equal.  None when there
+    is nothing to judge (no expected value, or an empty prediction).
+    """
+    if expected is None or str(prediction).strip() in ("", "(choose)"):
+        return None
+    if isinstance(expected, str):
+        return "right" if str(prediction).strip() == expected else "wrong"
+    try:
+        guess = float(str(prediction).replace(",", "").replace("_", "").strip())
+    except ValueError:
+        return "wrong"
+    error = abs(guess - expected) / abs(expected) if expected else abs(guess)
+    return "right" if error <= RIGHT_WITHIN else "close" if error <= CLOSE_WITHIN else "wrong"
+
+
+VERDICT_STYLE = {"right": "color:#009E73", "close": "color:#E69F00", "wrong": "color:#D55E00"}
+
+
 class PredictReveal(Panel):
-    """A question, a box for the learner's prediction, and a Reveal button running the model."""
+    """A question, a box for the learner's prediction, and a Reveal button running the model.
+
+    ``expect`` (optional) is what the prediction is judged against: a number, a
+    choice, or a callable returning either, computed live when Reveal is pressed.
+    """
 
     title = "Predict, then reveal"
 
-    def __init__(self, question, answer, choices=None):
+    def __init__(self, question, answer, choices=None, expect=None):
         super().__init__()
-        self.answer = answer
+        self.answer, self.expect = answer, expect
         if choices:
             self.controls["prediction"] = W.Dropdown(options=["(choose)", *choices],
                                                      description="prediction")
@@ -558,12 +587,12 @@ class PredictReveal(Panel):
         self.controls["reveal"] = W.Button(description="Reveal", icon="eye")
         self.controls["reveal"].on_click(lambda _button: self.reveal())
         self.revealed = False
-        self.values = {"prediction": "", "answer": None, "revealed": False}
+        self.values = {"prediction": "", "answer": None, "revealed": False, "verdict": None}
         self.header.value = f"<p><b>{html.escape(str(question))}</b></p>"
         self._layout(W.HBox([self.controls["prediction"], self.controls["reveal"]]))
 
     def reveal(self):
-        """Run the answer and show it next to the prediction."""
+        """Run the answer and show it next to the prediction, with a verdict if it can judge."""
         self.revealed = True
         return self.refresh()
 
@@ -573,18 +602,23 @@ class PredictReveal(Panel):
         if not self.revealed:
             return
         text = _answer_text(self.answer)
-        self.values.update(answer=text, revealed=True)
+        expected = self.expect() if callable(self.expect) else self.expect
+        verdict = judge(prediction, expected)
+        self.values.update(answer=text, revealed=True, verdict=verdict, expected=expected)
+        shown = "" if verdict is None else (
+            f" — <b style='{VERDICT_STYLE[verdict]}'>{verdict}</b>"
+            f" (the model says {html.escape(str(expected))})")
         self.table.value = (f"<div>you predicted: <i>{html.escape(str(prediction) or '–')}</i>"
-                            f"</div><pre>{html.escape(text)}</pre>")
+                            f"{shown}</div><pre>{html.escape(text)}</pre>")
 
 
 def _answer_text(answer):
     return str(answer() if callable(answer) else answer)
 
 
-def predict_reveal(question, answer, choices=None):
-    """A predict → reveal exercise: prediction box plus a Reveal button that runs answer()."""
-    return PredictReveal(question, answer, choices)
+def predict_reveal(question, answer, choices=None, expect=None):
+    """A predict → reveal exercise: prediction box, Reveal runs answer() and judges the guess."""
+    return PredictReveal(question, answer, choices, expect)
 
 
 def show_answer(answer):

@@ -12,6 +12,7 @@ plotting against their versions in CPython instead).
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import re
 import subprocess
@@ -54,7 +55,14 @@ def _cells(path: Path) -> list[dict]:
     return json.loads(path.read_text())["cells"]
 
 
-def test_site_has_the_notebooks_with_a_setup_cell(site: Path) -> None:
+def _student_cells(nb: Path) -> list[dict]:
+    spec = importlib.util.spec_from_file_location("editions", ROOT / "tools" / "editions.py")
+    editions = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(editions)
+    return editions.student_notebook(json.loads(nb.read_text()))["cells"]
+
+
+def test_site_has_the_student_edition_with_a_setup_cell(site: Path) -> None:
     files = site / "files"
     start = _cells(files / START_HERE.name)
     assert 'await piplite.install("gpalloc", deps=False)' in "".join(start[0]["source"])
@@ -62,7 +70,8 @@ def test_site_has_the_notebooks_with_a_setup_cell(site: Path) -> None:
         copied = _cells(files / nb.name)
         assert "jupyterlite-setup" in copied[0]["metadata"]["tags"], nb.name
         assert 'piplite.install("gpalloc", deps=False)' in "".join(copied[0]["source"])
-        assert copied[1:] == _cells(nb), f"{nb.name}: the site's copy differs beyond its setup"
+        assert copied[1:] == _student_cells(nb), \
+            f"{nb.name}: the site's copy differs from the student edition beyond its setup"
 
 
 def test_site_bundles_gpalloc_and_ipywidgets(site: Path) -> None:

@@ -230,7 +230,8 @@ def test_predict_reveal_runs_the_answer_on_click():
     p.controls["prediction"].value = "4 kB"
     p.controls["reveal"].click()
     assert calls == [1] and p.values == {"prediction": "4 kB", "revealed": True,
-                                         "answer": "DirectMap4k grows by 2048 kB"}
+                                         "answer": "DirectMap4k grows by 2048 kB",
+                                         "verdict": None, "expected": None}
     assert "2048 kB" in p.table.value and "4 kB" in p.table.value
 
 
@@ -246,6 +247,34 @@ def test_show_answer_prints_now(capsys):
     widgets.show_answer(lambda: "answer text")
     widgets.show_answer("plain")
     assert capsys.readouterr().out == "answer text\nplain\n"
+
+
+@pytest.mark.parametrize(("prediction", "expected", "verdict"), [
+    ("100", 105, "right"), ("1,000", 1000, "right"), ("70", 100, "close"), ("10", 100, "wrong"),
+    ("zero", 3, "wrong"), ("0", 0, "right"), ("1", 0, "wrong"), ("", 5, None),
+    ("b", "b", "right"), ("a", "b", "wrong"), ("(choose)", "b", None), ("5", None, None)])
+def test_judge_numbers_and_choices(prediction, expected, verdict):
+    assert widgets.judge(prediction, expected) == verdict
+
+
+def test_reveal_computes_the_expected_value_live_and_judges():
+    calls = []
+
+    def expect():
+        calls.append(1)
+        return 512
+    p = widgets.predict_reveal("How many pages?", lambda: "512 pages", expect=expect)
+    assert calls == []                              # nothing computed before Reveal
+    p.controls["prediction"].value = "500"
+    assert p.reveal() and p.values["verdict"] == "right" and calls == [1]
+    assert "right" in p.table.value and "512" in p.table.value
+    p.controls["prediction"].value = "300"
+    p.reveal()
+    assert p.values["verdict"] == "close" and calls == [1, 1]
+    q = widgets.predict_reveal("Which?", "b wins", choices=["a", "b"], expect="b")
+    q.controls["prediction"].value = "a"
+    q.reveal()
+    assert q.values["verdict"] == "wrong" and "wrong" in q.table.value
 
 
 # ------------------------------------------------------------------ every control's bounds
