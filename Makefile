@@ -9,7 +9,8 @@
 #   make stateful-long / make fuzz-long  the long hypothesis budgets (nightly or by hand)
 #   make wheel      the gpalloc wheel in $(WHEEL_DIR)
 #   make bench      python -m benchmarks
-#   make notebooks  re-execute notebooks/*.ipynb in place, in name order
+#   make notebooks  re-execute notebooks/*.ipynb in place, in name order (no widget views saved)
+#   make handout    the one-page workshop handout, $(HANDOUT) (gpalloc.viz.handout)
 #   make lint       ruff check
 #   make clean      remove the venv, build outputs and caches
 #
@@ -27,6 +28,7 @@ SITE_NOTEBOOKS ?= $(STUDENT_DIR)
 SITE_DIR ?= build/site
 SITE_ARGS ?=
 WHEEL_DIR ?= build/wheels
+HANDOUT ?= build/handout.png
 NO_INSTALL ?=
 
 BIN := $(VENV)/bin
@@ -46,7 +48,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 .PHONY: venv lab student student-test dashboard site wheel test lint unit live nbval bench \
-  notebooks clean stateful-long fuzz-long
+  notebooks handout clean stateful-long fuzz-long
 
 # --- bootstrap ---------------------------------------------------------------
 
@@ -79,9 +81,10 @@ student: $(call needs,$(RUNTIME_STAMP))
 lab: student
 	$(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS) $(LAB_NOTEBOOKS)
 
-# The student edition must run top to bottom without errors (its outputs are not compared).
+# The student edition must run top to bottom without errors (its outputs are not compared),
+# and every exercise's Reveal must judge the model's own answer right (tests/test_exercises.py).
 student-test: student $(call needs,$(TEST_STAMP))
-	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env $(STUDENT_DIR)
+	$(BIN)/python -m pytest -q -m student --student-edition tests/test_exercises.py
 
 # Voila executes the dashboard notebook per visit; it shows committed results and computes on
 # request, so the page paints in seconds.
@@ -127,6 +130,13 @@ test: $(call needs,$(TEST_STAMP))
 	$(MAKE) --no-print-directory nbval
 	$(MAKE) --no-print-directory student-test
 
+# The handout slide (WORKSHOP.md): four direct-map pictures computed from seeded machines;
+# docs/handout.png is a committed copy.
+handout: $(call needs,$(RUNTIME_STAMP))
+	mkdir -p $(dir $(HANDOUT))
+	$(BIN)/python -c 'import sys; from gpalloc import viz; viz.handout(sys.argv[1])' $(HANDOUT)
+	@echo "wrote $(HANDOUT)"
+
 # The long hypothesis budgets (tests/hypothesis_profile.py), randomised, for a nightly or
 # manual run; -rP prints each test's step or example count.
 stateful-long: $(call needs,$(TEST_STAMP))
@@ -144,7 +154,9 @@ notebooks: $(call needs,$(RUNTIME_STAMP))
 	if [ $${#nbs[@]} -eq 0 ]; then echo "no notebooks/*.ipynb to execute"; exit 0; fi; \
 	for nb in "$${nbs[@]}"; do \
 	  echo "executing $$nb"; \
-	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace "$$nb"; \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.store_widget_state=False "$$nb"; \
+	  $(BIN)/python tools/editions.py instructor "$$nb"; \
 	done
 
 clean:

@@ -3,7 +3,16 @@
 It validates its configuration up front (the reason is in the error), boots a
 :class:`~gpalloc.state.Kernel`, and forwards each call to the kernel-named
 function that models it.  Views (``meminfo``, ``stats``, /proc text) only read.
+Every public method goes through :func:`_kernel_call`: a WARN the call caused is also
+issued as a Python :class:`~gpalloc.bug.KernelWarning`, and after a
+:class:`~gpalloc.bug.KernelBUG` the machine refuses every further call.  Kernel
+addresses come back as :class:`KernelAddress`, an int that prints in hex.
 """
+
+import functools
+import inspect
+import sys
+import warnings as _warnings
 
 from . import designs as _designs
 from . import views as _views
@@ -11,6 +20,7 @@ from .arch.x86 import set_memory as _cpa
 from .arch.x86.module import module_alloc as _module_alloc
 from .arch.x86.module import module_memfree as _module_memfree
 from .arch.x86.pgtable_types import PAGE_KERNEL
+from .bug import KernelBUG, KernelWarning
 from .check import check as _check
 from .mm import page_alloc as _pa
 from .mm import vmalloc as _vm
@@ -42,6 +52,23 @@ def _check_int(name, value, lo, hi=None):
         bound = f"{lo}..{hi}" if hi is not None else f"≥ {lo}"
         raise ValueError(f"{name}: must be {bound}, got {value}")
     return value
+
+
+class KernelAddress(int):
+    """A kernel virtual address: a plain int that prints as hex (repr, str, f"{addr}")."""
+
+    def __repr__(self):
+        return f"{int(self):#x}"
+
+    __str__ = __repr__
+
+    def __format__(self, spec):
+        return repr(self) if not spec else int.__format__(self, spec)
+
+
+def _address(addr):
+    """addr as a KernelAddress, None (the kernel's NULL) as None."""
+    return None if addr is None else KernelAddress(addr)
 
 
 class Machine:
@@ -139,26 +166,27 @@ class Machine:
     # ------------------------------------------------------------ vmalloc
     def vmalloc(self, size, caller="vmalloc"):
         """vmalloc(size): address, or None on failure."""
-        return _vm.vmalloc(self.k, self._size(size), caller)
+        return _address(_vm.vmalloc(self.k, self._size(size), caller))
 
     def vmalloc_node_range(self, size, align=PAGE_SIZE, start=None, end=None, gfp=GFP_KERNEL,
                            prot=PAGE_KERNEL, vm_flags=0, node=NUMA_NO_NODE, caller=None):
         """__vmalloc_node_range(); start/end None = the vmalloc range."""
         start = _vm.VMALLOC_START if start is None else start
         end = _vm.VMALLOC_END if end is None else end
-        return _vmalloc_node_range(self.k, self._size(size), align, start, end, gfp_t(gfp),
-                                   prot, vm_flags, node, caller or "__vmalloc_node_range")
+        return _address(_vmalloc_node_range(self.k, self._size(size), align, start, end,
+                                            gfp_t(gfp), prot, vm_flags, node,
+                                            caller or "__vmalloc_node_range"))
 
     def module_alloc(self, size, caller="module_alloc"):
         """module_alloc(size) (RFC 3/3 adds VM_GROUP_PAGES when patch 3 is applied)."""
-        return _module_alloc(self.k, self._size(size), caller)
+        return _address(_module_alloc(self.k, self._size(size), caller))
 
     def module_memfree(self, addr):
         """module_memfree(addr)."""
         _module_memfree(self.k, addr)
 
     def vfree(self, addr):
-        """vfree(addr): a bad address is a WARN (see .warnings), as in the kernel."""
+        """vfree(addr): a bad address is a WARN (a KernelWarning, and in .warnings)."""
         _vm.vfree(self.k, addr)
 
     def set_vm_flush_reset_perms(self, addr):
@@ -352,3 +380,50 @@ class Machine:
     @staticmethod
     def _npages(n):
         return _check_int("numpages", n, 0)
+
+
+def _kernel_call(method):
+    """Wrap a public Machine method: WARNs become KernelWarnings; a KernelBUG is final.
+
+    Like the kernel after an oops, a machine that raised KernelBUG is left
+    inconsistent, so every later call (check() included) raises KernelBUG naming the
+    first one.  A call that WARNs issues each new message as a KernelWarning
+    attributed to the caller's line, each time (the kernel prints every WARN; the
+    model records WARN_ONCE once) — except when the caller is gpalloc itself
+    (experiments, widgets, the CLI), which counts and shows .warnings its own way.
+    The outermost call reports, so a method calling another reports once.
+    """
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        if self._crashed:
+            raise KernelBUG(f"this machine crashed earlier: {self._crashed}; "
+                            "build a new Machine")
+        if self._in_call:
+            return method(self, *args, **kwargs)
+        seen = len(self.k.warnings)
+        self._in_call = True
+        try:
+            return method(self, *args, **kwargs)
+        except KernelBUG as bug:
+            self._crashed = str(bug)
+            raise
+        finally:
+            self._in_call = False
+            new = self.k.warnings[seen:]
+            caller = sys._getframe(1)
+            module = caller.f_globals.get("__name__", "")
+            if new and module.partition(".")[0] != "gpalloc":
+                for msg in new:
+                    # a fresh registry each time: every WARN shows, filters still apply
+                    _warnings.warn_explicit(KernelWarning(msg), KernelWarning,
+                                            caller.f_code.co_filename, caller.f_lineno,
+                                            module=module, registry={})
+    return call
+
+
+# Set here rather than in the class body, next to the one loop that needs them.
+Machine._crashed = ""       # the first KernelBUG's message, once there was one
+Machine._in_call = False
+for _name, _member in list(vars(Machine).items()):
+    if not _name.startswith("_") and inspect.isfunction(_member):
+        setattr(Machine, _name, _kernel_call(_member))

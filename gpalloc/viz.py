@@ -18,6 +18,7 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.patches import Patch, PathPatch
 from matplotlib.path import Path
 
+from .arch.x86.pgtable_types import PG_LEVEL_1G, PG_LEVEL_2M, PG_LEVEL_4K
 from .units import memparse
 from .views import REGION_1G, REGION_2M, REGION_BOOT_4K, REGION_SPLIT  # direct_map_regions codes
 
@@ -46,6 +47,7 @@ KERNEL_STYLE = {   # experiment kernel name: colour, line style, marker
     "grouped": (OKABE_ITO["blue"], "--", "s"),
 }
 HATCH_INK = "#333333"
+_LEVEL_NAME = {PG_LEVEL_4K: "4K", PG_LEVEL_2M: "2M", PG_LEVEL_1G: "1G"}
 _RECT_CODES = [Path.MOVETO, Path.LINETO, Path.LINETO, Path.LINETO, Path.CLOSEPOLY]
 
 
@@ -237,7 +239,8 @@ def buddyinfo_bars(m, ax=None, log=True):
         ax.set_yscale("symlog", linthresh=1)
     ax.set_ylim(0, top * (3 if log else 1.1))
     ax.set_title(f"Free blocks per order ({m.order9_free_blocks()} can serve order 9)")
-    ax.legend(fontsize="small")
+    # outside, right of the axes: inside, the tall low-order bars leave it nowhere to go
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return containers
 
 
@@ -273,5 +276,105 @@ def reduction_by_ram(rows, ax=None, computed=()):
     return total, growth
 
 
+HANDOUT_MACHINE = dict(nodes=2, node_mem="2G")   # node 1 is 1G entries; cells stay visible
+HANDOUT_PAGES = 32          # read-only one-page areas, as in notebook 02 section 5
+HANDOUT_PRESSURE = 0.5      # a machine that has run a while: free memory scattered
+
+
+def _protected_pages(m, vm_flags):
+    """HANDOUT_PAGES one-page areas, VM_FLUSH_RESET_PERMS and read-only, kept alive."""
+    for _ in range(HANDOUT_PAGES):
+        addr = m.vmalloc_node_range(4096, vm_flags=vm_flags)
+        m.set_vm_flush_reset_perms(addr)
+        m.set_memory_ro(addr, 1)
+
+
+def _plural(n, noun):
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _strip_legend(ax):
+    """Remove the per-picture legend (the handout has one shared legend)."""
+    ax.get_legend().remove()
+
+
+def handout(path=None, seed=0):
+    """The one-page workshop handout: the direct map, one CPA split, the grouped cache.
+
+    Four direct-map pictures computed now from seeded machines — a fresh one, the
+    same after one set_memory_ro() on a page of node 1 (inside a 1G entry), and
+    HANDOUT_PAGES read-only pages on a half-full machine, v5.11 vs the RFC's grouped
+    cache — with the numbers beside them, on a 16:9 page.  Saved (PNG, or PDF by the
+    suffix) when ``path`` is given; returns the Figure.
+    """
+    from matplotlib.figure import Figure
+
+    from .machine import Machine
+    from .mm.vmalloc import VM_GROUP_PAGES
+
+    fig = Figure(figsize=(13.33, 7.5), layout="constrained")
+    grid = fig.add_gridspec(2, 3, width_ratios=(1, 1, 1.25))
+    pictures = [fig.add_subplot(grid[row, col]) for row in (0, 1) for col in (0, 1)]
+    notes = [fig.add_subplot(grid[row, 2]) for row in (0, 1)]
+
+    fresh = Machine(seed=seed, **HANDOUT_MACHINE)
+    direct_map_picture(fresh, pictures[0], title="Booted: 1G and 2M entries, 4K at the edge")
+    split = Machine(seed=seed, **HANDOUT_MACHINE)
+    before = split.meminfo()
+    page = split.vmalloc_node_range(4096, node=HANDOUT_MACHINE["nodes"] - 1)
+    level = _LEVEL_NAME[split.lookup_address(split.find_vm_area(page).pages[0].pfn)[0]]
+    split.set_memory_ro(page, 1)
+    after, st = split.meminfo(), split.stats()
+    direct_map_picture(split, pictures[1], title=f"After one set_memory_ro() ({level} entry)")
+    deltas = [f"    {key}  {after[key] - before[key]:+,} kB"
+              for key in ("DirectMap1G", "DirectMap2M", "DirectMap4k")]
+    top = ["The direct map maps all RAM at PAGE_OFFSET with the",
+           "largest entries that fit. A vmalloc page is mapped twice,",
+           "so set_memory_ro() on it also changes its direct-map",
+           f"alias: the {level} entry around it is split, 1G → 2M → 4K.", "",
+           f"One page made read-only ({split.stats()['splits_1g']} 1G + "
+           f"{st['splits_2m']} 2M split, {st['flush_tlb_all']} global TLB flushes):",
+           *deltas, "", "v5.11 never merges split entries back."]
+
+    runs = {}
+    for ax, patches, vm_flags, name in ((pictures[2], (), 0, "v5.11"),
+                                        (pictures[3], (1, 2, 3), VM_GROUP_PAGES, "RFC")):
+        m = Machine(seed=seed, patches=patches, **HANDOUT_MACHINE)
+        m.set_memory_pressure(HANDOUT_PRESSURE)
+        k4 = m.meminfo()["DirectMap4k"]
+        _protected_pages(m, vm_flags)
+        runs[name] = (m.stats()["splits_2m"], m.meminfo()["DirectMap4k"] - k4)
+        direct_map_picture(m, ax, title=f"{name}: {HANDOUT_PAGES} read-only pages, "
+                                        f"{_plural(runs[name][0], '2M split')}")
+    bottom = [f"{HANDOUT_PAGES} one-page areas made read-only and kept, on a machine at",
+              f"memory pressure {HANDOUT_PRESSURE} (free memory scattered):", ""]
+    bottom += [f"    {name:<6} {_plural(splits, '2M split'):>13}, DirectMap4k +{k4:,} kB"
+               for name, (splits, k4) in runs.items()]
+    bottom += ["", "v5.11 takes each page wherever the page allocator finds",
+               "one; the RFC's VM_GROUP_PAGES cache cuts them from one",
+               "2 MiB block (outlined), so the splits pile up there."]
+    for ax, lines in zip(notes, (top, bottom), strict=True):
+        ax.axis("off")
+        ax.text(0, 1, "\n".join(lines), va="top", ha="left", family="monospace",
+                fontsize=10, transform=ax.transAxes)
+    for ax in pictures:
+        _strip_legend(ax)
+        ax.set_xlabel("")
+    handles = [Patch(facecolor=colour, edgecolor=HATCH_INK, hatch=hatch, linewidth=0.5,
+                     label=label) for label, colour, hatch in REGION_STYLE.values()]
+    handles.append(Patch(facecolor="none", edgecolor=OKABE_ITO["black"], linewidth=1.6,
+                         label="grouped-cache block"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    nodes, node_mem = HANDOUT_MACHINE["nodes"], HANDOUT_MACHINE["node_mem"]
+    fig.suptitle("gpalloc · Linux v5.11's direct map, one CPA split, and the RFC's grouped "
+                 f"cache\neach cell is 2 MiB of RAM, row by row in physical order; a model "
+                 f"machine of {nodes} × {node_mem}, seed {seed} (gpalloc.viz.handout)",
+                 fontsize="large")
+    if path is not None:
+        fig.savefig(path, dpi=100)
+    return fig
+
+
 __all__ = ["OKABE_ITO", "REGION_STYLE", "buddyinfo_bars", "buddyinfo_by_node", "cache_bars",
-           "direct_map_picture", "directmap_timeline", "reduction_by_ram", "region_grid"]
+           "direct_map_picture", "directmap_timeline", "handout", "reduction_by_ram",
+           "region_grid"]

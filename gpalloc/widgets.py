@@ -2,7 +2,9 @@
 
 Each builder returns a small panel object with:
 
-* ``.widget`` — the ipywidgets container to display (the panel also displays itself);
+* ``.widget`` — the ipywidgets container (display the panel itself: its plain-text
+  fallback, shown before the cell runs or where widgets cannot render, is one line
+  saying so, not the container's repr);
 * ``.controls`` — name → control widget, so tests and notebooks can drive it;
 * ``.values`` — the numbers computed by the latest run (what the panel shows);
 * ``.figure`` — the one long-lived matplotlib Figure (or None), redrawn in place and
@@ -23,12 +25,15 @@ import html
 import io
 import math
 import random
+import re
 import time
+import warnings
 
 import ipywidgets as W
 from matplotlib.figure import Figure
 
 from . import designs, usage, viz
+from .bug import KernelWarning
 from .experiments import run_experiment
 from .machine import NUMA_NO_NODE, Machine
 from .mm import gfp as _gfp
@@ -67,6 +72,13 @@ DASHBOARD_GFPS = {
 _ERROR_STYLE = "color:#D55E00;font-weight:bold"
 
 
+def _bundle(widget, title, **kwargs):
+    """widget's MIME bundle, its text/plain a one-line hint instead of the container repr."""
+    bundle = widget._repr_mimebundle_(**kwargs)
+    bundle["text/plain"] = f"▶ {title}: an interactive panel. Run this cell to use it."
+    return bundle
+
+
 class Panel(abc.ABC):
     """A widget panel: .widget, .controls, .values, .figure and refresh()."""
 
@@ -81,7 +93,8 @@ class Panel(abc.ABC):
         self.header = W.HTML()
         self.message = W.HTML()
         self.table = W.HTML()
-        self.image = W.Image(format="png", layout=W.Layout(max_width="100%"))
+        # hidden until a figure is drawn: an empty Image shows as a broken image
+        self.image = W.Image(format="png", layout=W.Layout(max_width="100%", display="none"))
         self._busy = False
         self.widget = W.VBox()
 
@@ -117,6 +130,7 @@ class Panel(abc.ABC):
         buf = io.BytesIO()
         self.figure.savefig(buf, format="png", dpi=72)
         self.image.value = buf.getvalue()
+        self.image.layout.display = None
 
     @abc.abstractmethod
     def _compute(self):
@@ -150,7 +164,7 @@ class Panel(abc.ABC):
         return True
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        return _bundle(self.widget, self.title, **kwargs)
 
     def __repr__(self):
         return f"<{type(self).__name__} values={self.values!r}>"
@@ -293,6 +307,7 @@ class PressureExplorer(Panel):
         t0 = time.perf_counter()
         m = Machine(nodes=self.nodes, node_mem=self.node_mem, patches=(1, 2, 3), seed=seed)
         m.set_memory_pressure(level)
+        free_before = m.meminfo()["MemFree"]
         addrs, failed = [], 0
         for _ in range(self.allocs):
             addr = m.module_alloc(4096)
@@ -309,7 +324,10 @@ class PressureExplorer(Panel):
         mi, st = m.meminfo(), m.stats()
         self.values = {
             "level": level, "seed": seed,
+            "free_before_mb": round(free_before / 1024, 1),
             "free_mb": round(mi["MemFree"] / 1024, 1),
+            "reclaimed_mb": round(st["pgsteal"] * 4 / 1024, 1),
+            "kswapd_runs": st["kswapd_runs"], "allocstall": st["allocstall"],
             "order9_blocks": m.order9_free_blocks(),
             "fallbacks": st["grouped_fallback"],
             "cache_pages": st["grouped_cache_pages"],
@@ -321,8 +339,18 @@ class PressureExplorer(Panel):
             "seconds": round(time.perf_counter() - t0, 2),
         }
         v = self.values
+        if v["reclaimed_mb"]:
+            # what the student sees at 1.0: "nothing free", then hundreds of MB free again
+            v["_note"] = (f"pressure {level:.2f} left {v['free_before_mb']} MB free; each failed "
+                          "order-9 replenish woke kswapd and entered direct reclaim "
+                          f"({v['kswapd_runs']} kswapd runs, {v['allocstall']} stalls), which "
+                          f"evicted {v['reclaimed_mb']} MB of page cache: hence "
+                          f"{v['free_mb']} MB free after the workload.")
         self.table.value = html_table([
-            ("free memory (MB)", v["free_mb"]), ("free order-9 blocks", v["order9_blocks"]),
+            ("free memory before the workload (MB)", v["free_before_mb"]),
+            ("free memory after it (MB)", v["free_mb"]),
+            ("page cache reclaimed meanwhile (MB)", v["reclaimed_mb"]),
+            ("free order-9 blocks", v["order9_blocks"]),
             ("replenishes (2 MiB blocks)", v["replenish"]),
             ("fallbacks to single pages", v["fallbacks"]),
             ("grouped cache pages", v["cache_pages"]),
@@ -448,9 +476,11 @@ class ExperimentDashboard(Panel):
         c["gfp"] = W.Dropdown(options=list(DASHBOARD_GFPS), description="callers' gfp",
                               style={"description_width": "initial"})
         c["seed"] = _seed_control(seed)
-        c["fedora"] = W.Checkbox(value=False, indent=False,
-                                 description=f"also fedora-bpf (test_tag_stride="
-                                             f"{FEDORA_TEST_TAG_STRIDE}, ~5 s more)")
+        c["fedora"] = W.Checkbox(value=False, indent=False, layout=W.Layout(width="auto"),
+                                 description="also fedora-bpf (~5 s more)",
+                                 tooltip=f"fedora-bpf with test_tag_stride="
+                                         f"{FEDORA_TEST_TAG_STRIDE}: every "
+                                         f"{FEDORA_TEST_TAG_STRIDE}th test_tag load")
         c["run"] = W.Button(description="Run", button_style="primary", icon="play")
         c["run"].on_click(lambda _button: self.refresh())
         for name in ("nodes", "pressure", "gfp", "seed", "fedora"):
@@ -542,25 +572,73 @@ def experiment_dashboard(seed=0, autorun=True):
 # ------------------------------------------------------------------ predict → reveal
 
 RIGHT_WITHIN, CLOSE_WITHIN = 0.10, 0.50   # relative error of a numeric prediction
+NULL_WORDS = {"none", "null", "nil"}       # how a learner may write the kernel's NULL
+
+
+def _number(text):
+    """The number a learner typed ("+2,048", "76.6 %", "2048 kB"), or None if it is not one."""
+    text = re.sub(r"(?i)\s*(%|kb|kib|mb|mib|pages?|x)$", "", text.strip())
+    try:
+        return float(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        return None
+
+
+def _judge_one(guess, expected):
+    """right / close / wrong for one value: numbers by relative error, words by equality."""
+    if isinstance(expected, bool) or not isinstance(expected, (int, float)):
+        word = str(guess).strip().strip("'\"").casefold()
+        want = str(expected).casefold()
+        same = word == want or (word in NULL_WORDS and want in NULL_WORDS)
+        return "right" if same else "wrong"
+    value = _number(str(guess))
+    if value is None:
+        return "wrong"
+    error = abs(value - expected) / abs(expected) if expected else abs(value)
+    return "right" if error <= RIGHT_WITHIN else "close" if error <= CLOSE_WITHIN else "wrong"
+
+
+def _parts(prediction, n):
+    """A prediction split into n values: by commas, semicolons or spaces (1,046,528 stays one)."""
+    text = str(prediction).strip().strip("()[]")
+    text = re.sub(r"(?i)\s+(?=%|(kb|kib|mb|mib|pages?)\b)", "", text)   # "76.6 %" is one value
+    for pattern in (r"\s*[,;]\s*|\s+", r"\s*;\s*|,\s+|\s+"):
+        parts = [part for part in re.split(pattern, text) if part]
+        if len(parts) == n:
+            return parts
+    return None
+
+
+def format_expected(expected):
+    """The expected value the way a learner would type it: "0, -2048, 2048", "C, B, None"."""
+    if isinstance(expected, (tuple, list)):
+        return ", ".join(format_expected(value) for value in expected)
+    return str(expected)
 
 
 def judge(prediction, expected):
     """"right", "close" or "wrong" for a prediction against the model's value, or None.
 
     Numbers: right within 10 %, close within 50 % (relative to the model's value; an
-    exact 0 must be predicted as 0).  Choices: right only when equal.  None when there
-    is nothing to judge (no expected value, or an empty prediction).
+    exact 0 must be predicted as 0).  Words and choices (str, None): right only when
+    equal (ignoring case; "NULL" and "None" are the same).  A tuple: the prediction
+    is as many values separated by commas, semicolons or spaces, each judged alone;
+    right when all are right, close when at least half of them count (a close one
+    counts half), wrong otherwise (also when the number of values differs).  None
+    when there is nothing to judge (no expected value, or an empty prediction).
     """
     if expected is None or str(prediction).strip() in ("", "(choose)"):
         return None
-    if isinstance(expected, str):
-        return "right" if str(prediction).strip() == expected else "wrong"
-    try:
-        guess = float(str(prediction).replace(",", "").replace("_", "").strip())
-    except ValueError:
+    if not isinstance(expected, (tuple, list)):
+        return _judge_one(prediction, expected)
+    parts = _parts(prediction, len(expected))
+    if parts is None:
         return "wrong"
-    error = abs(guess - expected) / abs(expected) if expected else abs(guess)
-    return "right" if error <= RIGHT_WITHIN else "close" if error <= CLOSE_WITHIN else "wrong"
+    verdicts = [_judge_one(part, value) for part, value in zip(parts, expected, strict=True)]
+    if all(v == "right" for v in verdicts):
+        return "right"
+    score = sum(1.0 if v == "right" else 0.5 if v == "close" else 0.0 for v in verdicts)
+    return "close" if score >= len(verdicts) / 2 else "wrong"
 
 
 VERDICT_STYLE = {"right": "color:#009E73", "close": "color:#E69F00", "wrong": "color:#D55E00"}
@@ -569,8 +647,10 @@ VERDICT_STYLE = {"right": "color:#009E73", "close": "color:#E69F00", "wrong": "c
 class PredictReveal(Panel):
     """A question, a box for the learner's prediction, and a Reveal button running the model.
 
-    ``expect`` (optional) is what the prediction is judged against: a number, a
-    choice, or a callable returning either, computed live when Reveal is pressed.
+    ``expect`` (optional) is what the prediction is judged against: a number, a word
+    or choice, a tuple of them, or a callable returning one, computed live when
+    Reveal is pressed (see :func:`judge`).  Kernel WARNs the answer causes are part of
+    its text where they matter, so they are not issued again as KernelWarnings.
     """
 
     title = "Predict, then reveal"
@@ -583,12 +663,14 @@ class PredictReveal(Panel):
                                                      description="prediction")
         else:
             self.controls["prediction"] = W.Text(placeholder="your prediction",
-                                                 description="prediction")
+                                                 description="prediction",
+                                                 layout=W.Layout(width="420px"))
         self.controls["reveal"] = W.Button(description="Reveal", icon="eye")
         self.controls["reveal"].on_click(lambda _button: self.reveal())
         self.revealed = False
         self.values = {"prediction": "", "answer": None, "revealed": False, "verdict": None}
-        self.header.value = f"<p><b>{html.escape(str(question))}</b></p>"
+        self.question = str(question)
+        self.header.value = f"<p><b>{html.escape(self.question)}</b></p>"
         self._layout(W.HBox([self.controls["prediction"], self.controls["reveal"]]))
 
     def reveal(self):
@@ -601,13 +683,15 @@ class PredictReveal(Panel):
         self.values["prediction"] = prediction
         if not self.revealed:
             return
-        text = _answer_text(self.answer)
-        expected = self.expect() if callable(self.expect) else self.expect
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", KernelWarning)
+            text = _answer_text(self.answer)
+            expected = self.expect() if callable(self.expect) else self.expect
         verdict = judge(prediction, expected)
         self.values.update(answer=text, revealed=True, verdict=verdict, expected=expected)
         shown = "" if verdict is None else (
             f" — <b style='{VERDICT_STYLE[verdict]}'>{verdict}</b>"
-            f" (the model says {html.escape(str(expected))})")
+            f" (the model says {html.escape(format_expected(expected))})")
         self.table.value = (f"<div>you predicted: <i>{html.escape(str(prediction) or '–')}</i>"
                             f"{shown}</div><pre>{html.escape(text)}</pre>")
 
@@ -621,10 +705,26 @@ def predict_reveal(question, answer, choices=None, expect=None):
     return PredictReveal(question, answer, choices, expect)
 
 
+class Framed:
+    """Any ipywidget, displayed with the panels' one-line plain-text fallback."""
+
+    def __init__(self, widget, title):
+        self.widget, self.title = widget, title
+
+    def _repr_mimebundle_(self, **kwargs):
+        return _bundle(self.widget, self.title, **kwargs)
+
+
+def framed(widget, title):
+    """Wrap a hand-built widget so that, unrun, its cell reads as a hint, not a repr."""
+    return Framed(widget, title)
+
+
 def show_answer(answer):
     """Print the answer now (answer() if callable), so notebook solutions run in CI."""
     print(_answer_text(answer))
 
 
-__all__ = ["GFP_BITS", "experiment_dashboard", "gfp_flags_explorer", "numa_explorer",
-           "predict_reveal", "pressure_explorer", "show_answer"]
+__all__ = ["GFP_BITS", "experiment_dashboard", "format_expected", "framed",
+           "gfp_flags_explorer", "judge", "numa_explorer", "predict_reveal", "pressure_explorer",
+           "show_answer"]

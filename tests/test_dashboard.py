@@ -86,7 +86,7 @@ def _drive(page, base: str) -> None:
     page.goto(base + "/")
     pressure = page.locator(".jp-Cell-outputArea",
                             has_text="Memory pressure and the grouped cache")
-    table_re = re.compile(r"free memory \(MB\)")
+    table_re = re.compile(r"free memory after it \(MB\)")
     pressure.get_by_text(table_re).wait_for(timeout=PAINT_BUDGET * 1000)
     page.locator(".jp-Cell-outputArea", has_text="NUMA: where grouped pages come from") \
         .locator(".widget-slider").first.wait_for()
@@ -94,6 +94,17 @@ def _drive(page, base: str) -> None:
     painted = time.monotonic() - t0
     print(f"dashboard painted in {painted:.1f} s")
     assert painted < PAINT_BUDGET
+
+    # The experiment dashboard before Run: its checkbox label is whole, and no image shows
+    # (an empty Image widget would be a broken-image icon).
+    experiment = page.locator(".jp-Cell-outputArea", has_text="Experiment: bpf-load")
+    label = experiment.locator(".widget-checkbox").first
+    label.wait_for()
+    assert "fedora-bpf" in label.inner_text()
+    assert label.evaluate("el => [...el.querySelectorAll('*')].every("
+                          "e => e.scrollWidth <= e.clientWidth + 1)"), "checkbox label cut off"
+    assert experiment.locator("img").evaluate_all(
+        "imgs => imgs.filter(i => i.offsetParent !== null).length") == 0
 
     # The pressure slider: one step right re-runs the explorer; its numbers must change.
     numbers = pressure.locator(".widget-html").filter(has_text=table_re)

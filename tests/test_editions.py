@@ -60,3 +60,16 @@ def test_student_edition_of_the_course_shows_nothing_before_reveal(path, tmp_pat
     for cell in nb["cells"]:
         if "answer" in editions.tags(cell):
             assert cell["metadata"]["jupyter"]["source_hidden"] is True
+
+
+def test_instructor_edition_saves_no_widget_views_or_state():
+    view = {"application/vnd.jupyter.widget-view+json": {"model_id": "abc"},
+            "text/plain": "▶ panel: an interactive panel. Run this cell to use it."}
+    nb = {"metadata": {"widgets": {"state": {}}}, "nbformat": 4, "nbformat_minor": 5,
+          "cells": [_cell("code", "panel", (), [{"output_type": "execute_result",
+                                                "data": dict(view), "metadata": {}}])]}
+    assert len(editions.problems(nb, "x.ipynb")) == 2        # the state and the view
+    saved = editions.instructor_notebook(nb)
+    assert saved["cells"][0]["outputs"][0]["data"] == {"text/plain": view["text/plain"]}
+    assert "widgets" not in saved["metadata"] and editions.problems(saved, "x.ipynb") == []
+    assert "widgets" in nb["metadata"]                       # the source is not changed

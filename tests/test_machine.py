@@ -300,3 +300,41 @@ def test_views_do_not_change_state(m):
         m.meminfo(), m.stats(), m.proc_vmallocinfo(), m.proc_buddyinfo(), m.proc_meminfo()
         m.check()
     assert _snapshot(m) == before
+
+
+# ---------------------------------------------------------------- the facade's reporting
+
+def test_addresses_print_as_hex_and_compute_as_ints():
+    m = Machine(node_mem="512M", patches=(1, 2, 3), seed=0)
+    for addr in (m.vmalloc(4096), m.vmalloc_node_range(8192), m.module_alloc(4096)):
+        assert isinstance(addr, gpalloc.KernelAddress) and isinstance(addr, int)
+        text = f"{int(addr):#x}"
+        assert repr(addr) == str(addr) == f"{addr}" == text == repr([addr])[1:-1]
+        assert f"{addr:d}" == str(int(addr)) and f"{addr:#x}" == text
+        assert type(addr + 4096) is int and addr + 4096 == int(addr) + 4096
+        assert m.find_vm_area(addr + 4095) is m.find_vm_area(addr)
+    with pytest.warns(gpalloc.KernelWarning, match="allocation failure"):
+        assert m.vmalloc(1 << 40) is None            # NULL stays None (and warn_alloc WARNs)
+
+
+def test_a_warn_is_a_python_warning_each_time_it_happens():
+    m = Machine(node_mem="512M", seed=0)
+    addr = m.vmalloc(4096)
+    with pytest.warns(gpalloc.KernelWarning, match=r"vfree\(\) bad address") as caught:
+        m.vfree(addr + 8)
+        m.vfree(addr + 8)
+    assert len(caught) == 2 and all(w.filename == __file__ for w in caught)
+    assert len(m.warnings) == 2                      # .warnings still has every one
+
+
+def test_a_machine_that_hit_a_kernel_bug_refuses_every_later_call():
+    m = Machine(node_mem="512M", patches=(1, 2), seed=0)
+    ro = m.vmalloc_node_range(4096, vm_flags=gpalloc.VM_GROUP_PAGES)
+    m.set_memory_ro(ro, 1)                          # read-only, no VM_FLUSH_RESET_PERMS
+    with pytest.raises(gpalloc.KernelBUG, match="unable to handle page fault") as first:
+        m.vfree(ro)
+    for call in (m.check, m.meminfo, lambda: m.vmalloc(4096)):
+        with pytest.raises(gpalloc.KernelBUG, match="this machine crashed earlier") as later:
+            call()
+        assert str(first.value) in str(later.value) and "build a new Machine" in str(later.value)
+    Machine(node_mem="512M", patches=(1, 2), seed=0).check()   # other machines are unharmed

@@ -172,3 +172,31 @@ def test_reduction_by_ram_plots_both_figures_and_the_computed_points():
 def test_reduction_by_ram_refuses_no_rows():
     with pytest.raises(ValueError, match="rows"):
         viz.reduction_by_ram([], ax=_ax())
+
+
+def test_buddyinfo_legend_sits_outside_the_bars():
+    m = Machine(nodes=2, node_mem="1G", seed=0)
+    m.set_memory_pressure(0.5)
+    fig = Figure(figsize=(7, 3.2), layout="constrained")
+    ax = fig.subplots()
+    containers = viz.buddyinfo_bars(m, ax)
+    fig.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1            # right of the axes
+    for bars in containers:
+        for bar in bars:
+            assert not legend.overlaps(bar.get_window_extent())
+
+
+def test_handout_draws_the_model_numbers(tmp_path):
+    fig = viz.handout(tmp_path / "handout.png", seed=0)
+    pictures = [ax for ax in fig.axes if ax.images]
+    assert len(pictures) == 4
+    titles = [ax.get_title() for ax in pictures]
+    assert titles[1].startswith("After one set_memory_ro() (1G entry)")
+    text = "\n".join(t.get_text() for ax in fig.axes for t in ax.texts)
+    assert "DirectMap1G  -1,048,576 kB" in text and "DirectMap4k  +2,048 kB" in text
+    v511, rfc = (int(t.split(", ")[1].split()[0]) for t in titles[2:])
+    assert rfc < v511                                      # the cache groups the splits
+    data = (tmp_path / "handout.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000

@@ -277,6 +277,63 @@ def test_reveal_computes_the_expected_value_live_and_judges():
     assert q.values["verdict"] == "wrong" and "wrong" in q.table.value
 
 
+# ------------------------------------------------------------------ course polish
+
+@pytest.mark.parametrize(("prediction", "expected", "verdict"), [
+    ("0, 0, 0", (0, 0, 0), "right"), ("+2048 -2048 0", (2048, -2048, 0), "right"),
+    ("2,048 kB; -2,048 kB; 0", (2048, -2048, 0), "right"),
+    ("1,046,528, 2048, -1048576", (1046528, 2048, -1048576), "right"),
+    ("1.5 %, 68", (1.49, 68.6), "right"), ("C, B, X, null", ("C", "B", "X", "None"), "right"),
+    ("c b x none", ("C", "B", "X", None), "right"), ("5, 0, 1", (1, 0, 1), "close"),
+    ("0, 0, 1", (1, 1, 1), "wrong"), ("C, B", ("C", "B", "X"), "wrong"), ("yes", "no", "wrong")])
+def test_judge_tuples_value_by_value(prediction, expected, verdict):
+    assert widgets.judge(prediction, expected) == verdict
+
+
+def test_reveal_shows_the_expected_tuple_as_typed():
+    p = widgets.predict_reveal("Three deltas?", "the answer", expect=lambda: (0, -2048, 2048))
+    p.controls["prediction"].value = "0 -2048 2048"
+    assert p.reveal() and p.values["verdict"] == "right"
+    assert "the model says 0, -2048, 2048" in p.table.value
+
+
+def test_unrun_panels_read_as_a_hint_not_a_repr(pressure_panel):
+    panels = [pressure_panel, widgets.predict_reveal("Which?", "x", choices=["a"]),
+              widgets.framed(W.VBox([W.HTML("hand-built")]), "the live experiment")]
+    for panel in panels:
+        bundle = panel._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in bundle
+        plain = bundle["text/plain"]
+        assert plain.startswith("▶ ") and "Run this cell" in plain and "VBox" not in plain
+    assert "the live experiment" in panels[2]._repr_mimebundle_()["text/plain"]
+
+
+def test_no_broken_image_before_the_first_figure():
+    d = widgets.experiment_dashboard(seed=0, autorun=False)
+    assert d.image.layout.display == "none" and d.image.value == b""
+    p = widgets.pressure_explorer(seed=0)           # ran at once: its figure is shown
+    assert p.image.layout.display is None and _png(p)
+
+
+def test_pressure_one_says_where_the_free_memory_came_from(pressure_panel):
+    pressure_panel.controls["level"].value = 1.0
+    v = pressure_panel.values
+    assert v["free_before_mb"] < 50                          # 1.0: nothing free to start with
+    rise = v["free_mb"] - v["free_before_mb"]
+    assert v["reclaimed_mb"] >= rise - 10                   # every MB that came back is reclaim
+    if rise > 10:                                            # and the panel says so, with numbers
+        assert "reclaim" in pressure_panel.message.value
+        assert f"{v['free_mb']} MB free" in pressure_panel.message.value
+    assert "free memory before the workload" in pressure_panel.table.value
+    pressure_panel.controls["level"].value = 0.0
+    assert "reclaim" not in pressure_panel.message.value
+
+
+def test_dashboard_checkbox_label_fits():
+    box = widgets.experiment_dashboard(seed=0, autorun=False).controls["fedora"]
+    assert box.layout.width == "auto" and len(box.description) <= 30
+
+
 # ------------------------------------------------------------------ every control's bounds
 #
 # Each builder's every control, headless: a value at each bound computes; a slider past

@@ -1,6 +1,9 @@
 """Two editions of the course from one source: ``python tools/editions.py student OUT_DIR``.
 
-The source notebooks (notebooks/) are the instructor edition: everything, with outputs.
+The source notebooks (notebooks/) are the instructor edition: everything, with outputs,
+saved without widget views or widget state (``python tools/editions.py instructor NB...``
+strips them after ``make notebooks`` executes a notebook: a saved view cannot work
+without its kernel, and each panel's plain-text line says to run the cell instead).
 Cells are tagged in their metadata:
 
 * ``solution`` — the "Solution." heading and the ``show_answer(...)`` cell of an exercise;
@@ -10,7 +13,8 @@ Cells are tagged in their metadata:
 The student edition drops ``solution`` and ``explanation`` cells, hides the source of
 ``answer`` cells (the Reveal button still runs them; a learner can expand them), and
 clears every output, so nothing is on screen before the learner predicts.
-``python tools/editions.py check`` fails if an exercise cell is untagged.
+``python tools/editions.py check`` fails if an exercise cell is untagged or a source
+notebook carries a saved widget view.
 """
 
 import argparse
@@ -24,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "notebooks"
 DROPPED = {"solution", "explanation"}
 HIDDEN = "answer"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def tags(cell):
@@ -48,6 +53,21 @@ def student_notebook(nb):
     return nb
 
 
+def instructor_notebook(nb):
+    """The instructor edition as saved: outputs kept, widget views and widget state dropped."""
+    nb = copy.deepcopy(nb)
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", ()):
+            out.get("data", {}).pop(WIDGET_VIEW, None)
+    nb["metadata"].pop("widgets", None)
+    return nb
+
+
+def _write(path, nb):
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
+                    encoding="utf-8")
+
+
 def write_student(out_dir, source=SOURCE):
     """Write the student edition of every source notebook into out_dir; returns the paths."""
     out_dir = Path(out_dir)
@@ -56,8 +76,7 @@ def write_student(out_dir, source=SOURCE):
     for path in sorted(source.glob("*.ipynb")):
         nb = student_notebook(json.loads(path.read_text(encoding="utf-8")))
         target = out_dir / path.name
-        target.write_text(json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n",
-                          encoding="utf-8")
+        _write(target, nb)
         written.append(target)
     return written
 
@@ -67,9 +86,12 @@ SOLUTION_HEADING = re.compile(r"^\s*\*\*(Worked solution|Solution)\b")
 
 
 def problems(nb, name):
-    """Untagged exercise cells: show_answer calls and Solution headings must be 'solution'."""
-    out = []
+    """Untagged exercise cells (show_answer calls, Solution headings), saved widget views."""
+    out = [f"{name}: saved widget state (run tools/editions.py instructor)"] \
+        if "widgets" in nb.get("metadata", {}) else []
     for i, cell in enumerate(nb["cells"]):
+        if any(WIDGET_VIEW in o.get("data", {}) for o in cell.get("outputs", ())):
+            out.append(f"{name}: cell {i}: a saved widget view (run tools/editions.py instructor)")
         src = "".join(cell["source"])
         needs = (cell["cell_type"] == "code" and SHOW_ANSWER.search(src)) or \
             (cell["cell_type"] == "markdown" and SOLUTION_HEADING.match(src))
@@ -83,11 +105,17 @@ def main(argv=None):
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("student", help="write the student edition")
     s.add_argument("out_dir")
-    sub.add_parser("check", help="fail if an exercise cell is untagged")
+    i = sub.add_parser("instructor", help="strip widget views and state from notebooks, in place")
+    i.add_argument("notebooks", nargs="+", type=Path)
+    sub.add_parser("check", help="fail if an exercise cell is untagged or a widget view saved")
     args = p.parse_args(argv)
     if args.command == "student":
         for path in write_student(args.out_dir):
             print(path)
+        return 0
+    if args.command == "instructor":
+        for path in args.notebooks:
+            _write(path, instructor_notebook(json.loads(path.read_text(encoding="utf-8"))))
         return 0
     found = [line for path in sorted(SOURCE.glob("*.ipynb"))
              for line in problems(json.loads(path.read_text(encoding="utf-8")), path.name)]
