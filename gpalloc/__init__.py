@@ -5,6 +5,7 @@ and of Rick Edgecombe's 2021 RFC "Group pages on the direct map for permissioned
     >>> m = Machine(nodes=2, node_mem="4G", patches=(1, 2, 3))
 """
 
+from ._version import __version__
 from .arch.x86.pgtable_types import PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_KERNEL_ROX
 from .bug import InvariantError, KernelBUG, KernelWarning
 from .machine import NUMA_NO_NODE, KernelAddress, Machine
@@ -26,6 +27,5 @@ __all__ = [
     "GFP_NOWAIT", "InvariantError", "KernelAddress", "KernelBUG", "KernelWarning", "Machine",
     "NUMA_NO_NODE", "PAGE_KERNEL",
     "PAGE_KERNEL_RO", "PAGE_KERNEL_ROX", "VM_FLUSH_RESET_PERMS", "VM_GROUP_PAGES", "gfp_t",
-    "parse_gfp",
+    "parse_gfp", "__version__",
 ]
-__version__ = "0.1.0"

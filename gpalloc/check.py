@@ -55,13 +55,13 @@ def _intervals(k):
             fail("NR_FREE_PAGES", f"{z!r}: counter {z.nr_free_pages}, free lists hold {free}")
         for cpu, pcp in z.pcp.items():
             n = 0
-            for lst in pcp.lists:
+            for lst, order in zip(pcp.lists, pcp.list_orders, strict=True):
                 for pfn in lst:
                     page = k.pages.peek(pfn)
                     if page is None or page.owner != OWNER_PCP or page._refcount:
                         fail("pcp page", f"cpu {cpu} {z!r}: pfn {pfn:#x} is {page!r}")
-                    out.append((pfn, pfn + 1, OWNER_PCP))
-                    n += 1
+                    out.append((pfn, pfn + (1 << order), OWNER_PCP))
+                    n += 1 << order
             if n != pcp.count:
                 fail("pcp count", f"cpu {cpu} {z!r}: count {pcp.count}, lists hold {n}")
     for page in k.pages.touched():

@@ -30,6 +30,7 @@ from .machine import Machine
 from .quiz import KINDS, quiz
 from .tables import text_table
 from .units import memparse
+from .validate import VALIDATION_DESIGN, VALIDATION_SET, format_validation, validate
 from .workloads.scenario import Calibration
 
 TABLE_ROWS = (
@@ -81,6 +82,23 @@ def _bounds_args(p):
     p.add_argument("--quiet", action="store_true", help="no progress bar, no estimate")
 
 
+def _seeds(text):
+    try:
+        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(usage.got("expected seeds like 0,1,2", text)) from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(usage.got("expected seeds ≥ 0 like 0,1,2", text))
+    return seeds
+
+
+def _names(text):
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(usage.got("expected capture names", text))
+    return names
+
+
 def build_parser():
     """The argparse parser (``gpalloc experiment SCENARIO [options]``)."""
     p = usage.Parser(prog="gpalloc", description=__doc__.split("\n\n")[0])
@@ -94,6 +112,14 @@ def build_parser():
     e.add_argument("--lsmod", help="an lsmod or /proc/modules file to boot with")
     e.add_argument("--programs", type=_positive_int, default=512, help="bpf-load: programs")
     e.add_argument("--pages", type=_positive_int, default=1, help="bpf-load/churn: JIT pages")
+    e.add_argument("--insns", type=_positive_int,
+                   help="bpf-load: classic socket filters of this many instructions instead "
+                        "(held, then closed, as `gpalloc live bpf-filters` runs them)")
+    e.add_argument("--rounds", type=_positive_int,
+                   help="bpf-load with --insns: load-and-close rounds (default 1)")
+    e.add_argument("--capture", metavar="DIR",
+                   help="start from a captured machine's state (a `gpalloc live` capture or "
+                        "phase folder, or a /proc capture with zoneinfo and pagetypeinfo)")
     e.add_argument("--loads", type=_positive_int, default=1000, help="bpf-churn: loads")
     e.add_argument("--kernel", action="append", choices=designs.names(), metavar="DESIGN",
                    help="run these designs instead of baseline/grouped "
@@ -114,12 +140,28 @@ def build_parser():
     q.add_argument("kind", choices=KINDS)
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("-c", "--compute", action="store_true", help="compute and show the answer")
+    v = sub.add_parser("validate", help="the model against the live captures' validation set")
+    v.add_argument("--seeds", type=_seeds, default=(0,),
+                   help="comma-separated model seeds (default 0); several give the spread")
+    v.add_argument("--kernel", default=VALIDATION_DESIGN, choices=designs.names(),
+                   metavar="DESIGN", help=f"the design to validate (default {VALIDATION_DESIGN})")
+    v.add_argument("--captures", type=_names, default=VALIDATION_SET,
+                   help="comma-separated capture names under data/measurements/ "
+                        "(default: the validation set)")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
     live_cli.add_parser(sub)
     return p
 
 
 def calibration(args):
     """The scenario's Calibration with the command line's overrides."""
+    if args.capture is not None:
+        given = [f"--{n.replace('_', '-')}" for n in ("nodes", "node_mem", "pressure")
+                 if getattr(args, n) is not None]
+        if given:
+            raise ValueError(f"{given[0]}: the machine is the capture's (--capture); "
+                             "leave it out")
+        return Calibration.for_capture(args.capture)
     cal = Calibration()
     if args.scenario in ("bpf-load", "bpf-churn"):
         cal.pressure = 0.3 if args.pressure is None else args.pressure
@@ -144,8 +186,12 @@ def kernels(args):
 def scenario_args(args):
     """The workload options that apply to the chosen scenario."""
     wanted = {"fedora-bpf": ("lsmod",), "modules": ("lsmod",),
-              "bpf-load": ("programs", "pages"), "bpf-churn": ("loads", "pages")}
-    return {name: getattr(args, name) for name in wanted[args.scenario]}
+              "bpf-load": ("programs", "pages", "insns", "rounds"),
+              "bpf-churn": ("loads", "pages")}
+    if getattr(args, "rounds", None) and not getattr(args, "insns", None):
+        raise ValueError("--rounds: only with --insns (rounds of classic socket filters)")
+    return {name: getattr(args, name) for name in wanted[args.scenario]
+            if getattr(args, name) is not None}
 
 
 class Progress:
@@ -209,6 +255,11 @@ def format_table(result):
         table.append(["  of those after boot", *(f"{run.get('reduction_of_growth_pct', 0.0):.1f}"
                                                  for run in runs)])
     lines.append(text_table(table, "<" + ">" * len(runs), [24] + [14] * len(runs), sep=""))
+    for label, run in result["runs"].items():
+        steps = run.get("phases", [])
+        if len(steps) > 2:   # a phased workload: the direct map after each phase
+            lines.append(f"  {label} DirectMap4k (kB) by phase: " + " → ".join(
+                f"{p['phase']} {p['DirectMap4k']:,}" for p in steps))
     if "reduction_pct" in result:
         lines += ["", f"4K direct-map pages: grouped has {result['reduction_pct']:.1f} % fewer "
                       f"than baseline ({result['reduction_of_growth_pct']:.1f} % fewer of "
@@ -220,7 +271,7 @@ def format_ram_sweep(rows, seed):
     """The ram-sweep report: parameters first, then one line per size."""
     lines = [f"gpalloc ram-sweep  seed={seed}  scenario=fedora-bpf",
              "  machine: " + " ".join(f"{k}={v}" for k, v in vars(Calibration()).items()
-                                      if k != "node_mem") + "  node_mem=<size>",
+                                      if k not in ("node_mem", "capture")) + "  node_mem=<size>",
              ""]
     table = [["RAM", "baseline 4K kB", "grouped 4K kB", "fewer %", "of growth %",
               "unmovable pageblocks"]]
@@ -283,6 +334,9 @@ def _run(args, progress):
     """Run the command; returns the text to print."""
     if args.command == "live":
         return live_cli.run(args)
+    if args.command == "validate":
+        report = validate(args.captures, args.seeds, args.kernel)
+        return json.dumps(report, indent=1) if args.json else format_validation(report)
     if args.command == "ram-sweep":
         rows = ram_sweep(args.sizes, args.seed, progress)
         if args.csv:

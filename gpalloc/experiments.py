@@ -14,6 +14,7 @@ from . import designs
 from .machine import Machine
 from .mm.gfp import ZONE_NAMES
 from .workloads import scenario
+from .workloads.from_proc import read_source
 
 SCENARIOS = ("fedora-bpf", "modules", "bpf-load", "bpf-churn")
 RAM_SIZES = ("4G", "8G", "16G", "32G", "64G")
@@ -26,7 +27,8 @@ RUN_KEYS = ("DirectMap4k", "DirectMap2M", "DirectMap1G", "splits_2m", "splits_1g
             "grouped_replenish", "grouped_fallback", "MemFree", "VmallocUsed")
 
 
-def build_events(name, seed, lsmod=None, programs=512, pages=1, loads=1000, test_tag_stride=1):
+def build_events(name, seed, lsmod=None, programs=512, pages=1, loads=1000, test_tag_stride=1,
+                 insns=None, rounds=1):
     """The phases (name → event list) of a scenario; deterministic for a seed."""
     rng = random.Random(seed)
     if name == "fedora-bpf":
@@ -37,29 +39,34 @@ def build_events(name, seed, lsmod=None, programs=512, pages=1, loads=1000, test
             raise ValueError("modules: --lsmod FILE is required")
         return scenario.modules_events(rng, lsmod)
     if name == "bpf-load":
-        return scenario.bpf_load_events(programs, pages)
+        return scenario.bpf_load_events(programs, pages, insns, rounds)
     if name == "bpf-churn":
         return scenario.bpf_churn_events(loads, pages)
     raise ValueError(f"scenario: unknown {name!r}; choose from {', '.join(SCENARIOS)}")
 
 
-def _snapshot(m):
+PHASE_KEYS = ("DirectMap4k", "DirectMap2M", "DirectMap1G", "splits_2m", "splits_1g")
+
+
+def _snapshot(m, keys=RUN_KEYS):
     mi, st = m.meminfo(), m.stats()
-    out = {key: mi.get(key, st.get(key, 0)) for key in RUN_KEYS}
+    out = {key: mi.get(key, st.get(key, 0)) for key in keys}
     return out
 
 
 def run_kernel(design, phases, cal, seed, progress=None, machines=None, check=False):
     """Boot one kernel design (a registry name), apply pressure, play every phase.
 
-    Returns its numbers.  ``machines``: a list to append the finished Machine to.
-    Machine.check() runs at the end; with ``check`` after boot and every phase too
-    (``checks`` in the result counts them).
+    Returns its numbers: the end state, ``timeline`` (phase, DirectMap4k) and ``phases``
+    (the DirectMap lines and split counts after each phase, the start first).
+    ``machines``: a list to append the finished Machine to.  Machine.check() runs at the
+    end; with ``check`` after boot and every phase too (``checks`` in the result counts them).
     """
     t0 = time.perf_counter()
-    m = Machine(seed=seed, design=design, **cal.machine_kwargs())
-    m.set_memory_pressure(cal.pressure)
-    timeline = [("boot+pressure", m.meminfo()["DirectMap4k"])]
+    m = cal.machine(Machine, design, seed)
+    start = "capture" if cal.capture is not None else "boot+pressure"
+    timeline = [(start, m.meminfo()["DirectMap4k"])]
+    after = [{"phase": start, **_snapshot(m, PHASE_KEYS)}]
     checks = 0
     for phase, events in phases.items():
         if check:
@@ -69,11 +76,13 @@ def run_kernel(design, phases, cal, seed, progress=None, machines=None, check=Fa
                kernel_churn_per_event=cal.kernel_churn_per_event,
                migrate_every=cal.migrate_every)
         timeline.append((phase, m.meminfo()["DirectMap4k"]))
+        after.append({"phase": phase, **_snapshot(m, PHASE_KEYS)})
     m.check()
     if machines is not None:
         machines.append(m)
     result = _snapshot(m)
     result["timeline"] = timeline
+    result["phases"] = after
     result["seconds"] = round(time.perf_counter() - t0, 2)
     result["warnings"] = len(m.warnings)
     if check:
@@ -102,13 +111,13 @@ def run_experiment(name, seed=0, cal=None, kernels=None, progress_factory=None,
     cal = cal or scenario.Calibration()
     phases = build_events(name, seed, **kw)
     n_events = sum(len(v) for v in phases.values())
-    probe = Machine(seed=seed, **cal.machine_kwargs())
-    boot = {key: value for key, value in probe.meminfo().items() if key.startswith("DirectMap")}
-    out = {"scenario": name, "seed": seed,
-           "machine": {**cal.machine_kwargs(), "pressure": cal.pressure,
-                       "churn_per_event": cal.churn_per_event,
-                       "kernel_churn_per_event": cal.kernel_churn_per_event,
-                       "migrate_every": cal.migrate_every, **boot},
+    meminfo = read_source(cal.capture)["meminfo"] if cal.capture is not None else \
+        Machine(seed=seed, **cal.machine_kwargs()).meminfo()
+    boot = {key: value for key, value in meminfo.items() if key.startswith("DirectMap")}
+    kind = {"capture": cal.capture} if cal.capture is not None else {
+        **cal.machine_kwargs(), "pressure": cal.pressure, "churn_per_event": cal.churn_per_event,
+        "kernel_churn_per_event": cal.kernel_churn_per_event, "migrate_every": cal.migrate_every}
+    out = {"scenario": name, "seed": seed, "machine": {**kind, **boot},
            "workload": {"phases": {k: len(v) for k, v in phases.items()}, "events": n_events,
                         **{k: str(v) for k, v in kw.items() if v is not None}},
            "runs": {}}

@@ -75,7 +75,7 @@ class Machine:
     """One modelled x86-64 machine running one kernel design (v5.11 by default).
 
     ``design``: the kernel design, by name (``gpalloc.designs.names()``: "5.11", "rfc",
-    "prog-pack", "cpa-merge", "execmem-rox", ...) or a Design class or instance.
+    "5.18", "cpa-merge", "6.15", "6.18", ...) or a Design class or instance.
     ``patches``: sugar for the RFC's patches on v5.11 — () is plain v5.11, (1,) adds
     list_lru_get_mru, (1, 2) the grouped page cache, (1, 2, 3) module_alloc using it
     (the same as ``design="rfc"``).  Give one of ``design`` and ``patches``.

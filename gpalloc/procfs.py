@@ -444,8 +444,10 @@ def parse_zoneinfo(path_or_text: str | os.PathLike, name: str | None = None) -> 
     watermarks, ``spanned``, ``present``, ``managed`` (``None`` on kernels before 3.8, which do
     not print it), ``protection`` (lowmem_reserve list or ``None``), ``stats`` (the zone's other
     ``name value`` lines, e.g. ``nr_free_pages``, ``boost``, ``start_pfn``) and ``node_stats``
-    (the ``per-node stats`` block, printed once per node with its first zone; else ``{}``).
-    Per-CPU pageset lines are checked but not returned.  All counts are in 4 KiB pages.
+    (the ``per-node stats`` block, printed once per node with its first zone; else ``{}``)
+    and ``pagesets`` (one dict per CPU: ``cpu``, ``count``, ``high``, ``batch`` and, from
+    6.7, ``high_min``/``high_max``; ``[]`` for zones that print none).  All counts are in
+    4 KiB pages.
     """
     text, label = read_source(path_or_text, name)
     zones: list[dict] = []
@@ -466,7 +468,8 @@ def parse_zoneinfo(path_or_text: str | os.PathLike, name: str | None = None) -> 
                 seen[key] = lineno
                 zone = {"node": key[0], "zone": key[1], "free": None, "min": None,
                         "low": None, "high": None, "spanned": None, "present": None,
-                        "managed": None, "protection": None, "stats": {}, "node_stats": {}}
+                        "managed": None, "protection": None, "stats": {}, "node_stats": {},
+                        "pagesets": []}
                 zones.append(zone)
                 header_line, section = lineno, "zone"
                 continue
@@ -501,6 +504,10 @@ def parse_zoneinfo(path_or_text: str | os.PathLike, name: str | None = None) -> 
             elif match := _COLON_RE.fullmatch(stripped):
                 key, value = match.group(1), int(match.group(2))
                 if section == "pagesets" and key in _PAGESET_KEYS:
+                    if key == "cpu":
+                        zone["pagesets"].append({"cpu": value})
+                    elif key != "vm stats threshold" and zone["pagesets"]:
+                        zone["pagesets"][-1][key] = value
                     continue
                 if key in zone["stats"]:
                     raise _LineError(f"{key!r} repeated in this zone")

@@ -32,9 +32,11 @@ class Kernel:
     """
 
     def __init__(self, *, nodes, node_pages, cpus_per_node, gbpages, boot_4k_regions, seed,
-                 design, kaslr, faults):
+                 design, kaslr, faults, layout=None):
         self.nr_nodes, self.node_pages = nodes, node_pages
-        self.max_pfn = nodes * node_pages
+        # a layout of the model's own, or one taken from a capture (workloads.from_proc)
+        self.layout = layout or Layout(nodes, node_pages)
+        self.max_pfn = self.layout.max_pfn
         self.cpus_per_node = cpus_per_node
         self.nr_cpus = nodes * cpus_per_node
         self.cpu = 0
@@ -49,13 +51,13 @@ class Kernel:
         self.warned_once = set()
         self.events = deque(maxlen=TRACE_LEN)
         self.shrinker_list = []
+        self.sockets = []   # sockets a workload holds open (gpalloc.net.filter), oldest first
         self.lru = [lruvec() for _ in range(nodes)]   # background page-cache extents
         self.kernel_blocks = [lruvec() for _ in range(nodes)]   # background unmovable blocks
         self.in_reclaim = False
         self.clock, self.work_seq, self.deferred = 0, 0, []   # kernel/workqueue.py
         self.module_load_offset = None
         self.wx_exempt = set()   # callers v5.11 leaves RW+X (BPF trampolines)
-        self.layout = Layout(nodes, node_pages)
         self.pages = PageStore(self.layout)
         self.node_zones = [[] for _ in range(nodes)]
         self.zones = []

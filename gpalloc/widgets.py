@@ -569,6 +569,77 @@ def experiment_dashboard(seed=0, autorun=True):
     return ExperimentDashboard(seed=seed, autorun=autorun)
 
 
+# ------------------------------------------------------------------ the live lab
+
+LIVE_LAB_PROGRAMS, LIVE_LAB_INSNS = 500, 800
+
+
+class LiveLab(Panel):
+    """Opt-in: load N classic BPF socket filters on *this* kernel, then the model beside it.
+
+    The Run button does nothing until the box is ticked.  A run is ``gpalloc live
+    bpf-filters`` (gpalloc.live.experiment) writing a capture folder under ``out``; the
+    model then starts from that capture's own 00-before (Machine.from_proc) and plays the
+    same run (gpalloc.validate.compare).  ``show(folder)`` does the second half for any
+    capture, e.g. a committed one.  A run that cannot happen (not Linux, limits, an error
+    from setsockopt) is a message in the panel.
+    """
+
+    title = "Your kernel next to the model (opt-in live experiment)"
+
+    def __init__(self, out="live-captures"):
+        super().__init__()
+        c = self.controls
+        c["programs"] = W.BoundedIntText(value=LIVE_LAB_PROGRAMS, min=1, max=6000,
+                                         description="filters N")
+        c["insns"] = W.BoundedIntText(value=LIVE_LAB_INSNS, min=1, max=4096,
+                                      description="insns K")
+        c["out"] = W.Text(value=str(out), description="capture to")
+        c["agree"] = W.Checkbox(value=False, indent=False,
+                                description="I understand: a split stays until reboot")
+        c["run"] = W.Button(description="Load N socket filters", button_style="warning",
+                            icon="flask")
+        c["run"].on_click(lambda _button: self.refresh())
+        self.folder = None
+        self._layout(W.HBox([c["programs"], c["insns"], c["out"]]),
+                     W.HBox([c["agree"], c["run"]]))
+        self._set_header("tick the box, then Run: loads unprivileged socket filters here")
+
+    def _compute(self):
+        c = self.controls
+        if not c["agree"].value:
+            self.values = {"_note": "skipped: tick the box first"}
+            return
+        from .live.experiment import Params
+        from .live.experiment import run as live_run
+
+        result = live_run(Params(programs=int(c["programs"].value), insns=int(c["insns"].value),
+                                 out=c["out"].value))
+        self.show(result["folder"])
+
+    def show(self, folder):
+        """The model next to one capture (the rows of gpalloc.validate.compare)."""
+        from .validate import compare
+
+        rows = compare(folder, seeds=(0,))
+        self.folder = folder
+        self.values = {"rows": rows, "_note": f"capture {folder}"}
+        cells = [("phase", "real 4K kB / model 4K kB / error / 1G real, model")]
+        for r in rows:
+            err = "n/a" if r["error_4k"] is None else f"{100 * r['error_4k']:+.0f} %"
+            cells.append((r["phase"], f"{r['real']['DirectMap4k']:+,} / "
+                                      f"{r['model']['DirectMap4k']:+,} / {err} / "
+                                      f"{r['real']['DirectMap1G']:+,}, "
+                                      f"{r['model']['DirectMap1G']:+,}"))
+        self.table.value = html_table(cells)
+        return rows
+
+
+def live_lab(out="live-captures"):
+    """The opt-in live experiment: your kernel's DirectMap change next to the 6.18 model's."""
+    return LiveLab(out)
+
+
 # ------------------------------------------------------------------ predict → reveal
 
 RIGHT_WITHIN, CLOSE_WITHIN = 0.10, 0.50   # relative error of a numeric prediction
@@ -726,5 +797,5 @@ def show_answer(answer):
 
 
 __all__ = ["GFP_BITS", "experiment_dashboard", "format_expected", "framed",
-           "gfp_flags_explorer", "judge", "numa_explorer", "predict_reveal", "pressure_explorer",
-           "show_answer"]
+           "gfp_flags_explorer", "judge", "live_lab", "numa_explorer", "predict_reveal",
+           "pressure_explorer", "show_answer"]

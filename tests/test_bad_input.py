@@ -45,7 +45,7 @@ BAD = [
     ("experiment bpf-load --seed -1", "--seed: must be ≥ 0 (got -1)"),
     ("experiment bpf-load --seed x", "--seed: expected a whole number (got x)"),
     ("experiment bpf-load --kernel foo",
-     "--kernel: not one of 5.11, rfc, prog-pack, cpa-merge, execmem-rox (got foo)"),
+     "--kernel: not one of 5.11, rfc, 5.18, cpa-merge, 6.15, 6.18 (got foo)"),
     ("experiment bogus",
      "scenario: not one of fedora-bpf, modules, bpf-load, bpf-churn (got bogus)"),
     ("experiment", "scenario: required (got nothing; see gpalloc experiment -h)"),

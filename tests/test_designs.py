@@ -80,9 +80,9 @@ def test_registry_refuses_bad_and_duplicate_designs():
 def test_patches_are_sugar_for_rfc_designs():
     assert type(Machine(patches=(1, 2, 3)).design) is type(Machine(design="rfc").design)
     assert Machine(design="rfc").config["patches"] == (1, 2, 3)
-    assert Machine(design="prog-pack").config["patches"] is None
-    assert repr(Machine(design="prog-pack")) == \
-        "Machine(nodes=1, node_mem='4G', design='prog-pack', seed=0)"
+    assert Machine(design="5.18").config["patches"] is None
+    assert repr(Machine(design="5.18")) == \
+        "Machine(nodes=1, node_mem='4G', design='5.18', seed=0)"
     with pytest.raises(ValueError, match="design/patches: give one of them"):
         Machine(design="rfc", patches=(1,))
     with pytest.raises(ValueError, match="list_head: design '5.11' has no such option"):

@@ -97,6 +97,23 @@ def test_bpf_filters_capture_and_nothing_left(tmp_path, capsys):
     assert shmem[1] - shmem[0] >= 60 * 1024 and shmem[-1] - shmem[0] < 4 * 1024
 
 
+def test_model_predicts_this_kernels_run(tmp_path, capsys):
+    """Measure this kernel now, then the 6.18 model started from the run's own 00-before."""
+    from gpalloc.validate import compare, format_validation, report
+
+    before = _state()
+    rc = cli.main(["live", "bpf-filters", "--programs", "400", *SMALL, "--rounds", "2",
+                   "--out", str(tmp_path), "--name", "m"])
+    capsys.readouterr()
+    assert rc == 0 and _state() == before
+    rows = compare(tmp_path / "m", seeds=(0, 1))
+    assert [r["phase"] for r in rows] == ["02-loaded-r1", "04-loaded-r2"]
+    print(format_validation(report(rows, (0, 1))))   # with -s: the model-vs-real table
+    for r in rows:
+        assert r["exact_1g"], r
+        assert r["within_4k"], f"{r['phase']}: model {r['model']} vs real {r['real']}"
+
+
 def test_bpf_procs_reaps_every_child(tmp_path, capsys):
     before = _state()
     rc = cli.main(["live", "bpf-procs", "--programs", "50", *SMALL, "--trace",

@@ -427,3 +427,18 @@ def test_every_control_refuses_nonsense_and_clamps_out_of_range(builder):
         checked += 1
     assert checked == len([c for n, c in p.controls.items()
                            if not isinstance(c, W.Button) and (builder, n) not in SKIP])
+
+
+def test_live_lab_runs_nothing_unticked_and_shows_a_capture():
+    from pathlib import Path
+
+    from gpalloc.widgets import live_lab
+
+    lab = live_lab(out="/nonexistent")
+    assert lab.refresh() and "tick the box first" in lab.message.value
+    assert lab.folder is None
+    capture = Path(__file__).resolve().parent.parent / "data" / "measurements" / \
+        "b1-05-filters-n500-k800"
+    rows = lab.show(capture)
+    assert [r["phase"] for r in rows] == ["02-loaded-r1"]
+    assert "+6,144 / +6,144" in lab.table.value

@@ -9,8 +9,9 @@ Adding a design is one new module (a subclass of
 
 from .base import Design
 from .cpa_merge import CpaMerge
-from .execmem_rox import ExecmemRox
-from .prog_pack import ProgPack
+from .execmem_rox import Linux615
+from .linux_6_18 import Linux618
+from .prog_pack import Linux518
 from .rfc import RFC, RFCPatch1, RFCPatch2
 from .v5_11 import Linux511
 
@@ -34,9 +35,10 @@ def unregister(name):
 
 register(Linux511)      # plain v5.11
 register(RFC)           # v5.11 + the RFC (1-3/3)
-register(ProgPack)      # 5.18 bpf_prog_pack
+register(Linux518)      # 5.18 bpf_prog_pack (4 KiB packs on x86-64)
 register(CpaMerge)      # Aaron Lu's 2022 CPA merge-back RFC
-register(ExecmemRox)    # 6.15 execmem ROX cache
+register(Linux615)      # 6.15 execmem ROX cache for module text
+register(Linux618)      # 6.18, the kernel the project's machines run
 
 # Machine(patches=...) is sugar for the RFC's patch subsets.
 BY_PATCHES = {(): Linux511, (1,): RFCPatch1, (1, 2): RFCPatch2, (1, 2, 3): RFC}

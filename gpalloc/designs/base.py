@@ -7,7 +7,11 @@ design plugs into them only here, through seams that mirror the ones upstream
 (or the RFC) introduced:
 
 * ``vm_alloc_page`` / ``vm_free_page`` — where vmalloc gets and frees each page
-  (RFC 2/3's hooks in mm/vmalloc.c);
+  (RFC 2/3's hooks in mm/vmalloc.c), and ``vm_area_alloc_pages`` — how vmalloc fills an
+  area's page array (v5.11: one vm_alloc_page() at a time; 5.13+: the bulk allocator);
+* ``rmqueue`` / ``free_frozen_pages`` — the page allocator's own fast paths (v5.11's
+  per-migratetype pcp lists and __rmqueue_fallback; 6.18's per-order lists and
+  claim/steal), called from get_page_from_freelist() and __free_pages();
 * ``execmem_alloc(type, size)`` / ``execmem_free`` / ``execmem_is_rox`` — where
   executable memory of each type comes from (mm/execmem.c, 6.10);
 * ``bpf_jit_alloc`` / ``bpf_jit_free`` — how the x86 JIT gets its image
@@ -43,6 +47,8 @@ class Design(abc.ABC):
     module_vm_flags = 0
     #: counters (k.stat keys) this design reports in Machine.stats() even when zero
     stat_keys = ()
+    #: sizeof(struct bpf_prog) in this kernel, bytes before the instructions (v5.11: 72)
+    bpf_prog_struct_size = 72
 
     def __init__(self, **options):
         for key, default in self.OPTIONS.items():
@@ -102,6 +108,15 @@ class Design(abc.ABC):
     def cpa_alias_masks(self, set_, clr):
         """The (set, clear) masks cpa_process_alias() applies to the direct-map alias."""
         return set_, clr
+
+    def adopt_captured_packs(self, k, packs, free_chunks):
+        """Take over the bpf_prog_packs a captured machine holds (Machine.from_proc).
+
+        ``packs``: one list of 512 pfns per pack; ``free_chunks``: free chunks at the end
+        of the first one (the others are full).  True if this kernel has such packs;
+        False leaves their pages as ordinary kernel memory (v5.11 has no packs).
+        """
+        return False
 
     # ------------------------------------------------------------ views
     def stats(self, k):

@@ -9,12 +9,21 @@ x86 JIT gives each program its own module_alloc() image
 
 from ..arch.x86.module import module_alloc, module_memfree
 from ..kernel.bpf.core import bpf_jit_binary_alloc, bpf_jit_binary_free, bpf_jit_binary_lock_ro
+from ..kernel.bpf.trampoline import bpf_jit_alloc_exec_page, bpf_trampoline_free
 from ..mm.mmzone import NUMA_NO_NODE
 from ..mm.page import OWNER_KERNEL
-from ..mm.page_alloc import __free_pages, alloc_page, alloc_pages_node
+from ..mm.page_alloc import (
+    __free_pages,
+    __free_pages_ok,
+    alloc_page,
+    alloc_pages_node,
+    free_unref_page,
+    rmqueue,
+)
 from .base import Design
 
-_free_pages = __free_pages   # module level: a "__" name inside a class body is mangled
+# module level: a "__" name inside a class body is mangled
+_free_pages, _free_pages_ok = __free_pages, __free_pages_ok
 
 
 class Linux511(Design):
@@ -22,6 +31,27 @@ class Linux511(Design):
 
     name = "5.11"
     summary = "Linux v5.11 (x86-64): one page at a time, module_alloc, per-program JIT images"
+
+    def rmqueue(self, k, zone, order, gfp, alloc_flags, mt):
+        """rmqueue(): order 0 from this CPU's pcp list, higher orders from the buddy."""
+        return rmqueue(k, zone, order, gfp, alloc_flags, mt)
+
+    def free_frozen_pages(self, k, page, order):
+        """__free_pages()'s last step: order 0 to the pcp list, higher orders to the buddy."""
+        if order == 0:
+            free_unref_page(k, page)
+        else:
+            _free_pages_ok(k, page, order)
+
+    def vm_area_alloc_pages(self, k, area, node, gfp, nr_pages, vm_flags):
+        """__vmalloc_area_node()'s loop: one vm_alloc_page() per page; stops at the first NULL."""
+        pages = []
+        for _ in range(nr_pages):
+            page = self.vm_alloc_page(k, node, vm_flags, gfp)
+            if page is None:
+                break
+            pages.append(page)
+        return pages
 
     def vm_alloc_page(self, k, node, vm_flags, gfp):
         """__vmalloc_area_node()'s per-page step: alloc_page(), or alloc_pages_node()."""
@@ -57,3 +87,11 @@ class Linux511(Design):
     def bpf_jit_free(self, k, prog):
         """bpf_jit_free(): bpf_jit_binary_free() of the image."""
         bpf_jit_binary_free(k, prog.header, prog.header_pages)
+
+    def bpf_trampoline_alloc(self, k):
+        """A BPF trampoline/dispatcher image: bpf_jit_alloc_exec_page() (RW+X)."""
+        return bpf_jit_alloc_exec_page(k)
+
+    def bpf_trampoline_free(self, k, image):
+        """bpf_jit_free_exec() of the trampoline page."""
+        bpf_trampoline_free(k, image)

@@ -8,10 +8,13 @@ function runs, ro_after_init becomes RO and the init area is freed from a
 workqueue (after synchronize_rcu()); unloading frees the core area.
 
 Areas come from execmem_alloc() (module_alloc() in v5.11).  Where module text
-arrives read-only and executable (the execmem ROX cache, 6.13+), it cannot share an
+arrives read-only and executable (the execmem ROX cache, 6.15+ on x86), it cannot share an
 area with the data: text is then allocated on its own, as 6.4+ kernels do with
-their per-type module memory (mod->mem[MOD_TEXT], [MOD_INIT_TEXT]); the model keeps
-rodata, ro_after_init and data together and protects them as v5.11 does.
+their per-type module memory (mod->mem[MOD_TEXT], [MOD_INIT_TEXT]), through
+execmem_alloc_rw() (6.15: execmem_alloc() + execmem_make_temp_rw()) so the loader can
+write it, and made ROX again by execmem_restore_rox() at complete_formation()
+(module_enable_text_rox()); the model keeps rodata, ro_after_init and data together
+and protects them as v5.11 does.
 """
 
 from dataclasses import dataclass
@@ -22,8 +25,10 @@ from ..mm.execmem import (
     EXECMEM_MODULE_DATA,
     EXECMEM_MODULE_TEXT,
     execmem_alloc,
+    execmem_alloc_rw,
     execmem_free,
     execmem_is_rox,
+    execmem_restore_rox,
 )
 from ..mm.page import PAGE_SHIFT
 from ..mm.vmalloc import set_vm_flush_reset_perms
@@ -150,10 +155,13 @@ def move_module(k, mod):
 
 
 def complete_formation(k, mod):
-    """complete_formation(): enable RO, NX, X in that order."""
+    """complete_formation(): enable RO, NX, X in that order; text apart goes back to ROX."""
     module_enable_ro(k, mod, False)
     module_enable_nx(k, mod)
     module_enable_x(k, mod)
+    for addr, pages in (mod.core_text, mod.init_text):
+        if addr:
+            execmem_restore_rox(k, EXECMEM_MODULE_TEXT, addr, pages << PAGE_SHIFT)
     mod.state = "MODULE_STATE_COMING"
 
 
@@ -188,10 +196,11 @@ def load_module(k, name, core_pages, init_pages):
     mod = module(name, layout_sections(0 if apart else text, rodata, roa, data),
                  layout_sections(0 if apart else it, ir, 0, idata))
     if apart:
-        mod.core_text = (execmem_alloc(k, EXECMEM_MODULE_TEXT, text << PAGE_SHIFT,
-                                       "module text") or 0, text)
-        mod.init_text = (execmem_alloc(k, EXECMEM_MODULE_TEXT, it << PAGE_SHIFT,
-                                       "module init text") or 0, it)
+        mod.core_text = (execmem_alloc_rw(k, EXECMEM_MODULE_TEXT, text << PAGE_SHIFT,
+                                          "module text") or 0, text)
+        if it:   # mod->mem[MOD_INIT_TEXT] is only allocated when it has a size
+            mod.init_text = (execmem_alloc_rw(k, EXECMEM_MODULE_TEXT, it << PAGE_SHIFT,
+                                              "module init text") or 0, it)
         if not mod.core_text[0]:
             return None
     if move_module(k, mod):

@@ -237,7 +237,7 @@ def deferred_init_lines() -> list[str]:
 
 def provenance(command: str, parameters: dict, out_dir: Path, note: str | None) -> dict:
     """Everything needed to tell later which machine, boot and command made a capture."""
-    from gpalloc import __version__
+    from .._version import __version__
 
     meminfo = procfs.parse_meminfo(read_proc("meminfo").decode())
     nodes = sorted(p.name for p in Path("/sys/devices/system/node").glob("node[0-9]*"))

@@ -89,10 +89,17 @@ class per_cpu_pages:
     """
 
     __slots__ = ("count", "high", "batch", "lists")
+    list_orders = (0,) * MIGRATE_PCPTYPES   # the order of the pages on each list
 
     def __init__(self, high, batch):
         self.count, self.high, self.batch = 0, high, batch
         self.lists = [[] for _ in range(MIGRATE_PCPTYPES)]
+
+    def list_for(self, mt, order=0):
+        """The list a page of this migratetype (order 0 only, in v5.11) sits on."""
+        if order:
+            raise ValueError(f"order: v5.11 per-CPU lists hold order-0 pages, got {order}")
+        return self.lists[mt]
 
 
 class zone:

@@ -392,10 +392,7 @@ def __free_pages(k, page, order):
     page._refcount -= 1
     if page._refcount:
         return
-    if order == 0:
-        free_unref_page(k, page)
-    else:
-        __free_pages_ok(k, page, order)
+    k.design.free_frozen_pages(k, page, order)   # the running kernel's free path
 
 
 def free_page(k, addr):
@@ -460,7 +457,7 @@ def get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, 
             if not alloc_flags & ALLOC_NO_WATERMARKS and \
                     not zone_watermark_ok(zone, order, mark, classzone_idx, alloc_flags):
                 continue
-            page = rmqueue(k, zone, order, gfp, alloc_flags, mt)
+            page = k.design.rmqueue(k, zone, order, gfp, alloc_flags, mt)   # the kernel's rmqueue()
             if page is not None:
                 return page
         if alloc_flags & ALLOC_NOFRAGMENT:

@@ -1,8 +1,9 @@
 """vmalloc (mm/vmalloc.c, v5.11) with RFC 2/3's vm_alloc_page()/vm_free_page() hooks.
 
-Each page of an area comes from ``k.design.vm_alloc_page`` and goes back through
-``k.design.vm_free_page``: in v5.11 one order-0 page from the buddy allocator,
-with the RFC's VM_GROUP_PAGES from its grouped cache (gpalloc.designs).
+An area's page array is filled by ``k.design.vm_area_alloc_pages`` (v5.11: one
+order-0 page at a time from ``k.design.vm_alloc_page``, with the RFC's
+VM_GROUP_PAGES from its grouped cache; 5.13+ designs: the bulk allocator) and
+each page goes back through ``k.design.vm_free_page`` (gpalloc.designs).
 
 Virtual areas are handed out lowest-fit with a trailing guard page; freed areas
 go on the lazy purge list and keep their address range until a purge, which
@@ -272,7 +273,7 @@ def vmalloc_page_gfp(gfp):
 
 
 def __vmalloc_area_node(k, area, gfp, prot, node, vm_flags):
-    """__vmalloc_area_node(): page array, then one page at a time (vm_alloc_page), then map."""
+    """__vmalloc_area_node(): page array, then the pages (vm_area_alloc_pages), then map."""
     nr_pages = (area.size - (0 if area.flags & VM_NO_GUARD else PAGE_SIZE)) >> PAGE_SHIFT
     nested_gfp = gfp_t((gfp & GFP_RECLAIM_MASK) | __GFP_ZERO)
     array_size = nr_pages * 8
@@ -282,17 +283,17 @@ def __vmalloc_area_node(k, area, gfp, prot, node, vm_flags):
             remove_vm_area_and_free(k, area)
             return None
     gfp = vmalloc_page_gfp(gfp)
-    vm_alloc_page = k.design.vm_alloc_page   # RFC 2/3's hook: the running design's page source
-    for _ in range(nr_pages):
-        page = vm_alloc_page(k, node, vm_flags, gfp)
-        if page is None:
-            area.nr_pages = len(area.pages)
-            k.vmap.nr_vmalloc_pages += area.nr_pages
-            k.stat["vmalloc_fail"] += 1
-            __vunmap(k, area.addr, True)
-            return None
+    # vm_area_alloc_pages(): the running design fills the page array (v5.11: one page at a
+    # time through RFC 2/3's vm_alloc_page() hook; 5.13+: the bulk allocator)
+    area.pages = k.design.vm_area_alloc_pages(k, area, node, gfp, nr_pages, vm_flags)
+    for page in area.pages:
         page.owner = OWNER_VMALLOC
-        area.pages.append(page)
+    if len(area.pages) < nr_pages:
+        area.nr_pages = len(area.pages)
+        k.vmap.nr_vmalloc_pages += area.nr_pages
+        k.stat["vmalloc_fail"] += 1
+        __vunmap(k, area.addr, True)
+        return None
     area.nr_pages = nr_pages
     area.prot = [int(prot)] * nr_pages
     k.vmap.nr_vmalloc_pages += nr_pages

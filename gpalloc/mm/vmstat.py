@@ -37,6 +37,9 @@ VM_EVENTS = {
     # page allocator (mm/page_alloc.c)
     "pgalloc": "pages allocated (order-weighted)",
     "pgalloc_fallback": "__rmqueue_fallback() steals from another migratetype",
+    "pgalloc_claim": "6.18 __rmqueue_claim(): a block of another type claimed",
+    "pgalloc_steal": "6.18 __rmqueue_steal(): a block of another type taken, type kept",
+    "pgalloc_bulk": "order-0 pages handed out by alloc_pages_bulk() (5.13+)",
     "alloc_fail": "page allocations that returned NULL",
     "allocstall": "direct reclaim entries",
     # reclaim (mm/vmscan.c, fs/drop_caches.c)

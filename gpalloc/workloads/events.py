@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from ..arch.x86.ftrace import create_trampoline, tramp_free
 from ..arch.x86.kprobes import alloc_insn_page, free_insn_page
 from ..kernel.bpf.core import bpf_prog_load, bpf_prog_put
-from ..kernel.bpf.trampoline import bpf_jit_alloc_exec_page, bpf_trampoline_free
 from ..kernel.module import free_module, load_module
 from ..kernel.workqueue import flush_deferred, queue_work, tick
+from ..net.filter import close_all, sk_attach_filter
 from . import background
 
 KEEP = None   # lifetime: never freed during the run
@@ -37,6 +37,18 @@ class BpfLoad:
     jited_bytes: int
     lifetime: object = KEEP   # events until the last fd is closed (0 = close at once)
     jit: bool = True
+
+
+@dataclass(frozen=True)
+class SocketFilter:
+    """socket() + SO_ATTACH_FILTER of a classic program of ``insns`` instructions, held."""
+
+    insns: int
+
+
+@dataclass(frozen=True)
+class CloseSockets:
+    """Close every socket the workload holds, in the order they were opened."""
 
 
 @dataclass(frozen=True)
@@ -74,14 +86,18 @@ def run_event(k, ev):
                 bpf_prog_put(k, prog)
             else:
                 queue_work(k, lambda: bpf_prog_put(k, prog), ev.lifetime, "close prog fd")
+    elif isinstance(ev, SocketFilter):
+        sk_attach_filter(k, ev.insns)
+    elif isinstance(ev, CloseSockets):
+        close_all(k)
     elif isinstance(ev, ModuleLoad):
         mod = load_module(k, ev.name, ev.core, ev.init)
         if mod is not None:
             _schedule(k, ev.lifetime, lambda: free_module(k, mod), f"rmmod {ev.name}")
     elif isinstance(ev, Trampoline):
-        image = bpf_jit_alloc_exec_page(k)
+        image = k.design.bpf_trampoline_alloc(k)
         if image:
-            _schedule(k, ev.lifetime, lambda: bpf_trampoline_free(k, image), "detach")
+            _schedule(k, ev.lifetime, lambda: k.design.bpf_trampoline_free(k, image), "detach")
     elif isinstance(ev, FtraceTrampoline):
         tramp = create_trampoline(k)
         if tramp:

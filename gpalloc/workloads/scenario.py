@@ -48,7 +48,7 @@ from ..kernel.bpf.core import bpf_jit_binary_size
 from ..mm.page import PAGE_SIZE
 from ..resources import data_root
 from .bpf_profile import parse_bpf_profile
-from .events import KEEP, BpfLoad, ModuleLoad, Trampoline
+from .events import KEEP, BpfLoad, CloseSockets, ModuleLoad, SocketFilter, Trampoline
 from .lsmod import parse_modules
 from .sections import module_layout
 
@@ -72,11 +72,26 @@ class Calibration:
     churn_per_event: int = 1
     kernel_churn_per_event: int = 1
     migrate_every: int = 50
+    capture: str | None = None   # start from this capture's state instead (Machine.from_proc)
+
+    @classmethod
+    def for_capture(cls, capture):
+        """The machine of a capture, as it was: no pressure, no churn, one CPU for the run."""
+        return cls(pressure=0.0, churn_per_event=0, kernel_churn_per_event=0, migrate_every=0,
+                   capture=str(capture))
 
     def machine_kwargs(self):
-        """The Machine(...) arguments."""
+        """The Machine(...) arguments (a model machine of its own, not a capture's)."""
         return dict(nodes=self.nodes, node_mem=self.node_mem, cpus_per_node=self.cpus_per_node,
                     gbpages=self.gbpages, boot_4k=self.boot_4k)
+
+    def machine(self, machine_cls, design, seed):
+        """A booted machine for one run: the capture's state, or a new one with pressure."""
+        if self.capture is not None:
+            return machine_cls.from_proc(self.capture, design=design, seed=seed)
+        m = machine_cls(seed=seed, design=design, **self.machine_kwargs())
+        m.set_memory_pressure(self.pressure)
+        return m
 
 
 def jited_bytes_for_pages(pages):
@@ -180,10 +195,18 @@ def modules_events(rng, lsmod):
     return {"boot": module_events(parse_modules(lsmod))}
 
 
-def bpf_load_events(programs, pages):
-    """N programs of P JIT pages each, kept loaded (N instances of a BPF tool)."""
-    return {"bpf_load": [BpfLoad(64 * pages, jited_bytes_for_pages(pages))
-                         for _ in range(programs)]}
+def bpf_load_events(programs, pages, insns=None, rounds=1):
+    """N programs kept loaded: eBPF programs of P JIT pages (N instances of a BPF tool), or
+    with ``insns`` N classic socket filters of K instructions, held then closed, R rounds
+    (``gpalloc live bpf-filters``; phases loaded-rR / closed-rR as its captures name them)."""
+    if insns is None:
+        return {"bpf_load": [BpfLoad(64 * pages, jited_bytes_for_pages(pages))
+                             for _ in range(programs)]}
+    phases = {}
+    for r in range(1, rounds + 1):
+        phases[f"loaded-r{r}"] = [SocketFilter(insns)] * programs
+        phases[f"closed-r{r}"] = [CloseSockets()]
+    return phases
 
 
 def bpf_churn_events(loads, pages=1):

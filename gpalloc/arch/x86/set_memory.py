@@ -215,8 +215,9 @@ def change_page_attr_set_clr(k, addr, numpages, set_, clr, force_split=False,
             old = area.prot[i]
             new = _clear_protnone((old & ~clr) | set_)
             changed = new != old
-            # a PMD-mapped area changed as a whole handles 512 pages in one step
-            handled = 512 if area.huge and i == 0 and left >= 512 and not force_split else 1
+            # a PMD-mapped area changed a whole PMD at a time handles 512 pages in one step
+            handled = 512 if area.huge and i % 512 == 0 and left >= 512 and not force_split \
+                else 1
             area.prot[i:i + handled] = [new] * handled
             if checkalias:   # cpa_process_alias(): the same change on the direct-map alias
                 force_flush_all = True

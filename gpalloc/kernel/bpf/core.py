@@ -11,8 +11,9 @@ CONFIG_BPF_JIT_ALWAYS_ON) the bpf_prog itself is made RO.
 
 Sizes the model assumes: sizeof(struct bpf_binary_header) = 8
 (u32 + 8-byte image alignment since v5.5), so an image takes
-ceil((proglen + 136) / 4096) pages; struct bpf_prog header 72 bytes + 8 bytes per
-instruction; verifier aux data 64 bytes per instruction
+ceil((proglen + 136) / 4096) pages; sizeof(struct bpf_prog) is the running design's
+``bpf_prog_struct_size`` (72 bytes in v5.11, 96 in 6.18 where the tag became a
+32-byte digest) + 8 bytes per instruction; verifier aux data 64 bytes per instruction
 (approximate, v5.11 struct bpf_insn_aux_data).
 """
 
@@ -29,7 +30,7 @@ from ..workqueue import queue_work
 
 BPF_BINARY_HEADER = 8
 BPF_JIT_HOLE = 128   # bpf_jit_binary_alloc() reserves 128 bytes for the random start
-BPF_PROG_HEADER, BPF_INSN_SIZE, BPF_AUX_SIZE = 72, 8, 64
+BPF_INSN_SIZE, BPF_AUX_SIZE = 8, 64
 PROG_FREE_DELAY = 8   # kernel events for call_rcu() + bpf_prog_free_deferred()
 
 
@@ -51,6 +52,16 @@ def bpf_jit_binary_size(proglen):
     return proglen + BPF_BINARY_HEADER + BPF_JIT_HOLE
 
 
+def bpf_jit_binary_pack_size(proglen):
+    """Bytes bpf_jit_binary_pack_alloc() takes (5.18+): round_up(proglen' + header + 16, 64).
+
+    proglen' is the x86 JIT's length rounded up to 4 (its alignment); no extable for the
+    programs modelled.
+    """
+    proglen = -(-proglen // 4) * 4
+    return -(-(proglen + BPF_BINARY_HEADER + 16) // 64) * 64
+
+
 def bpf_jit_binary_pages(proglen):
     """Pages of a JIT image: round_up(proglen + sizeof(header) + 128, PAGE_SIZE)."""
     return PFN_UP(bpf_jit_binary_size(proglen))
@@ -66,9 +77,14 @@ def bpf_jit_free_exec(k, addr, size):
     execmem_free(k, EXECMEM_BPF, addr, size)
 
 
+def bpf_prog_size(k, insn_cnt):
+    """bpf_prog_size(): sizeof(struct bpf_prog) (the running kernel's) + the instructions."""
+    return k.design.bpf_prog_struct_size + BPF_INSN_SIZE * insn_cnt
+
+
 def bpf_prog_alloc(k, insn_cnt):
     """bpf_prog_alloc(): __vmalloc(struct + insns, GFP_KERNEL_ACCOUNT | __GFP_ZERO)."""
-    pages = PFN_UP(BPF_PROG_HEADER + BPF_INSN_SIZE * insn_cnt)
+    pages = PFN_UP(bpf_prog_size(k, insn_cnt))
     area = __vmalloc_node(k, pages << PAGE_SHIFT, 1, GFP_KERNEL_ACCOUNT | __GFP_ZERO,
                           NUMA_NO_NODE, "bpf_prog_alloc_no_stats")
     return bpf_prog(area.addr, pages, insn_cnt) if area else None

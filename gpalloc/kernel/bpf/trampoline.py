@@ -4,13 +4,13 @@
 in v5.11), sets VM_FLUSH_RESET_PERMS and makes it executable only: it stays
 writable (RW+X) so attach/detach can rewrite it.  That is a real v5.11 W^X
 exception, so the model exempts these pages from its W^X invariant by caller
-name.  Nothing touches the direct map until the page is freed.  Where the design
-hands out read-only+executable memory (execmem_is_rox), the page is used as it
-comes and rewritten with text_poke.
+name.  Nothing touches the direct map until the page is freed.  Where a trampoline
+comes from is the running design's (``k.design.bpf_trampoline_alloc``): this page in
+v5.11 and 5.18, a slice of a bpf_prog_pack from 6.8 (gpalloc.designs.linux_6_18).
 """
 
 from ...arch.x86 import set_memory as cpa
-from ...mm.execmem import EXECMEM_BPF, execmem_alloc, execmem_free, execmem_is_rox
+from ...mm.execmem import EXECMEM_BPF, execmem_alloc, execmem_free
 from ...mm.page import PAGE_SIZE
 from ...mm.vmalloc import set_vm_flush_reset_perms
 
@@ -20,7 +20,7 @@ CALLER = "bpf_jit_alloc_exec_page"
 def bpf_jit_alloc_exec_page(k):
     """bpf_jit_alloc_exec_page(): one RW+X page in module space."""
     image = execmem_alloc(k, EXECMEM_BPF, PAGE_SIZE, CALLER)
-    if image is None or execmem_is_rox(k, EXECMEM_BPF):
+    if image is None:
         return image
     k.wx_exempt.add(CALLER)
     set_vm_flush_reset_perms(k, image)

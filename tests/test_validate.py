@@ -1,0 +1,107 @@
+"""The 6.18 model against every validation capture (python -m gpalloc validate), one test each.
+
+Each test starts the model in the capture's pre-run state and plays its workload (seed 0).
+Held everywhere: the 1G change is exact and the rows follow the capture's rounds.  The ±30 %
+goal on DirectMap4k growth holds for some rows; the others are the model's known
+disagreements, kept as strict xfails with the reason found (README "What the live kernel
+says"): if one starts to pass, the test fails until the list is updated.
+"""
+
+import contextlib
+import functools
+import io
+import json
+
+import pytest
+
+from gpalloc.cli import main
+from gpalloc.live import read_capture
+from gpalloc.validate import (
+    CALIBRATION_SET,
+    MEASUREMENTS,
+    VALIDATION_SET,
+    measured_rounds,
+    validate,
+)
+
+SPREAD = "the model lands its packs in fewer 2 MiB regions than the kernel once it claims " \
+         "fresh 4 MiB blocks (52 regions for 7 packs in the trace, about 2 per pack in the model)"
+REUSE = "round 2 reuses fewer split regions in the model: its freed pages wait on one CPU's " \
+        "per-CPU list in LIFO order, so the next packs land where round 1's bpf_prog pages were"
+UNKNOWN_FREE = "where the run's free Unmovable pages lie is only partly measured: earlier " \
+               "traces show the earlier runs' own pages, not the rest of the kernel's, which " \
+               "the model places by rule"
+UNTRACED = "which 2 MiB regions hold the few free Unmovable pages this run takes is not in " \
+           "the capture, and the run before it (b1-12) was not traced: the model places them " \
+           "by rule"
+PROCS = "one process per filter: the model has no per-process kernel memory (fork, page " \
+        "tables, stacks), only the filters"
+# (capture, phase) → why the 4K growth misses ±30 % (seed 0)
+KNOWN_MISSES = {
+    ("b1-07-filters-n2000-k1600", "02-loaded-r1"): SPREAD,
+    ("b1-08-filters-n1000-k2400", "02-loaded-r1"): SPREAD,
+    ("b1-09-filters-n3000-k400-r3", "02-loaded-r1"): UNKNOWN_FREE,
+    ("b1-09-filters-n3000-k400-r3", "04-loaded-r2"): REUSE,
+    ("b1-11-procs-n600-k800", "02-loaded-r1"): PROCS,
+    ("b1-12-filters-n2000-k800-r2-untraced", "02-loaded-r1"): UNKNOWN_FREE,
+    ("b1-13-filters-n2000-k800-fill50pct-shmem", "02-loaded-r1"): UNTRACED,
+    ("b1-14-filters-n2000-k800-fill8G-pagecache", "02-loaded-r1"): UNTRACED,
+}
+
+
+@functools.cache
+def _rows(name):
+    return tuple(validate((name,), seeds=(0,))["rows"])
+
+
+def test_the_sets_are_the_readmes():
+    readme = (MEASUREMENTS / "README.md").read_text(encoding="utf-8")
+    rows = [line.split("|") for line in readme.splitlines()
+            if line.startswith("| `b1-") and line.rstrip().endswith("|")]
+    sets = {r[1].strip().strip("`"): r[-2].strip() for r in rows}
+    assert tuple(n for n, s in sets.items() if s == "validation") == VALIDATION_SET
+    assert tuple(n for n, s in sets.items() if s == "calibration") == CALIBRATION_SET
+
+
+@pytest.mark.parametrize("name", VALIDATION_SET)
+def test_validation_capture(name):
+    rows = _rows(name)
+    real = measured_rounds(read_capture(MEASUREMENTS / name))
+    assert [r["phase"] for r in rows] == [phase for phase, _ in real]
+    for r in rows:
+        assert r["exact_1g"], f"{name} {r['phase']}: 1G change {r['model']['DirectMap1G']} " \
+                              f"kB, measured {r['real']['DirectMap1G']} kB"
+        if (name, r["phase"]) in KNOWN_MISSES:
+            continue
+        assert r["within_4k"], f"{name} {r['phase']}: model {r['model']['DirectMap4k']} kB, " \
+                               f"measured {r['real']['DirectMap4k']} kB"
+
+
+@pytest.mark.parametrize("key", sorted(KNOWN_MISSES),
+                         ids=[f"{c}:{p}" for c, p in sorted(KNOWN_MISSES)])
+def test_known_miss(key):
+    rows = {r["phase"]: r for r in _rows(key[0])}
+    if not rows[key[1]]["within_4k"]:
+        pytest.xfail(KNOWN_MISSES[key])
+    pytest.fail(f"{key} is now within ±30 %: take it off KNOWN_MISSES")
+
+
+def test_experiment_gives_the_validation_prediction():
+    name = "b1-05-filters-n500-k800"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["experiment", "bpf-load", "--kernel", "6.18", "--capture",
+                     str(MEASUREMENTS / name), "--programs", "500", "--insns", "800",
+                     "--json", "--quiet"]) == 0
+    phases = json.loads(out.getvalue())["runs"]["6.18"]["phases"]
+    grown = phases[1]["DirectMap4k"] - phases[0]["DirectMap4k"]
+    assert grown == _rows(name)[0]["model"]["DirectMap4k"]
+
+
+def test_validate_cli_prints_every_row_and_refuses_unknown_captures(capsys):
+    assert main(["validate", "--captures", "b1-06-filters-n300-k100"]) == 0
+    out = capsys.readouterr().out
+    assert "b1-06-filters-n300-k100" in out and "1 of 1 rows within ±30 %" in out
+    assert main(["validate", "--captures", "nope"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        f"gpalloc: error: --captures: no capture 'nope' in {MEASUREMENTS}"
