@@ -36,6 +36,10 @@ UNTRACED = "which 2 MiB regions hold the few free Unmovable pages this run takes
            "by rule"
 PROCS = "one process per filter: the model has no per-process kernel memory (fork, page " \
         "tables, stacks), only the filters"
+BOOTS = "how many 2 MiB regions a pack's 512 pages span is not in the capture (it holds " \
+        "free counts per order, not where the blocks lie), and it is not repeatable on the real " \
+        "machine either: the same command split up to 2x (large runs) or 3x (runs of 1-3 " \
+        "regions) as much on one boot as on the other (data/measurements/README.md)"
 # (capture, phase) → why the 4K growth misses ±30 % (seed 0)
 KNOWN_MISSES = {
     ("b1-07-filters-n2000-k1600", "02-loaded-r1"): SPREAD,
@@ -46,6 +50,15 @@ KNOWN_MISSES = {
     ("b1-12-filters-n2000-k800-r2-untraced", "02-loaded-r1"): UNKNOWN_FREE,
     ("b1-13-filters-n2000-k800-fill50pct-shmem", "02-loaded-r1"): UNTRACED,
     ("b1-14-filters-n2000-k800-fill8G-pagecache", "02-loaded-r1"): UNTRACED,
+    ("b2-05-filters-n500-k800", "02-loaded-r1"): BOOTS,
+    ("b2-07-filters-n2000-k1600", "02-loaded-r1"): BOOTS,
+    ("b2-09-filters-n3000-k400-r3", "02-loaded-r1"): BOOTS,
+    ("b2-09-filters-n3000-k400-r3", "06-loaded-r3"): BOOTS,
+    ("b2-10-filters-n6000-k800", "02-loaded-r1"): BOOTS,
+    ("b2-11-procs-n600-k800", "02-loaded-r1"): PROCS,
+    ("b2-12-filters-n2000-k800-r2-untraced", "02-loaded-r1"): BOOTS,
+    ("b2-13-filters-n2000-k800-fill50pct-shmem", "02-loaded-r1"): BOOTS,
+    ("b2-14-filters-n2000-k800-fill8G-pagecache", "02-loaded-r1"): BOOTS,
 }
 
 
@@ -57,7 +70,7 @@ def _rows(name):
 def test_the_sets_are_the_readmes():
     readme = (MEASUREMENTS / "README.md").read_text(encoding="utf-8")
     rows = [line.split("|") for line in readme.splitlines()
-            if line.startswith("| `b1-") and line.rstrip().endswith("|")]
+            if line.startswith(("| `b1-", "| `b2-")) and line.rstrip().endswith("|")]
     sets = {r[1].strip().strip("`"): r[-2].strip() for r in rows}
     assert tuple(n for n, s in sets.items() if s == "validation") == VALIDATION_SET
     assert tuple(n for n, s in sets.items() if s == "calibration") == CALIBRATION_SET
