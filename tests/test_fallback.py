@@ -419,3 +419,34 @@ def test_fragmenting_allocation_end_to_end(m):
     assert zone.watermark_boost == 0 and not zone.flags
     assert PageBuddy(k.pages.pfn_to_page(page.pfn)) is False
     m.check()
+
+
+# ---------------------------------------------------------------- a random sequence
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_random_unmovable_churn_on_a_full_machine_keeps_invariants(seed):
+    """Unmovable allocations and frees on a machine filled with page cache: fragmenting
+    steals boost, kswapd reclaims the boost, and Machine.check() holds throughout."""
+    import random
+
+    m = Machine(node_mem="256M", seed=seed)
+    m.set_memory_pressure(0.9)
+    k, rng, held = m.k, random.Random(seed), []
+    for step in range(3000):
+        if held and rng.random() < 0.45:
+            page, order = held.pop(rng.randrange(len(held)))
+            m.free_pages(page, order)
+        else:
+            order = rng.choice((0, 0, 0, 1, 2, 3))
+            page = m.alloc_pages(GFP_KERNEL | __GFP_NOWARN, order)
+            if page is not None:
+                held.append((page, order))
+        if step % 500 == 0:
+            m.check()
+        for z in k.zones:
+            cap = max(512, z._watermark[2] * pa.watermark_boost_factor // 10000)
+            assert 0 <= z.watermark_boost <= cap
+    m.check()
+    assert k.stat["pgsteal_kswapd"] > 0 and k.stat["pageoutrun"] > 0
+    assert sum(c["Movable"] for c in m.mixed_pageblocks().values()) > 0

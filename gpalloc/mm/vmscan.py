@@ -224,9 +224,10 @@ def balance_pgdat(k, nid, order, highest_zoneidx):
     the model's LRU holds only clean page cache, so nothing else changes), priority not
     raised past DEF_PRIORITY - 2, stopping once the boost is reclaimed or a pass frees
     nothing; an unbalanced node drops the boost goal and restarts as normal reclaim.
-    At the end each zone's boost loses its snapshot and kcompactd is woken at
-    pageblock order.  kswapd_shrink_node(): nr_to_reclaim is Σ max(high + boost, 32).
-    Counts pageoutrun, pgscan_kswapd and pgsteal_kswapd.
+    At the end each zone's boost loses its snapshot and v5.11 wakes kcompactd at
+    pageblock order (not yet here: the model has no compaction).
+    kswapd_shrink_node(): nr_to_reclaim is Σ max(high + boost, 32).  Counts pageoutrun,
+    pgscan_kswapd and pgsteal_kswapd.
     """
     k.stat["kswapd_runs"] += 1
     k.stat["pageoutrun"] += 1
@@ -263,6 +264,7 @@ def balance_pgdat(k, nid, order, highest_zoneidx):
             if boost:
                 z.watermark_boost -= min(z.watermark_boost, boost)
         # kcompactd: wired when mm/compaction.py lands
+        # wakeup_kcompactd(k, nid, pageblock_order, highest_zoneidx)
     k.stat["pgsteal_kswapd"] += k.stat["pgsteal"] - steal0
     k.stat["pgscan_kswapd"] += k.stat["pgscan"] - scan0
     return priority
