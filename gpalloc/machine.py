@@ -31,6 +31,7 @@ from .mm.page import MAX_ORDER, OWNER_KERNEL, PAGE_SIZE
 from .mm.vmstat import ALWAYS_REPORTED
 from .proc import meminfo as _meminfo
 from .proc import pagetypeinfo_showblockcount as _blockcount
+from .proc import pagetypeinfo_showmixedcount as _mixedcount
 from .proc import proc_buddyinfo as _buddyinfo
 from .proc import proc_meminfo as _proc_meminfo
 from .proc import proc_vmallocinfo as _vmallocinfo
@@ -330,6 +331,14 @@ class Machine:
     def pagetypeinfo(self):
         """/proc/pagetypeinfo's block counts: {(node, zone name): {migratetype: pageblocks}}."""
         return _blockcount(self.k)
+
+    def mixed_pageblocks(self):
+        """/proc/pagetypeinfo's mixed blocks (CONFIG_PAGE_OWNER): {(node, zone): {type: n}}.
+
+        Pageblocks of each type that hold an allocated page of another type (the
+        fallbacks that stole without claiming leave them).
+        """
+        return _mixedcount(self.k)
 
     def lookup_address(self, pfn):
         """lookup_address() of pfn's direct-map alias: (PG_LEVEL_4K/2M/1G, prot)."""

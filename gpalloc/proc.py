@@ -1,12 +1,14 @@
 """/proc views in kernel format: meminfo, buddyinfo, pagetypeinfo block counts, vmallocinfo.
 
+pagetypeinfo also has the "Number of mixed blocks" table CONFIG_PAGE_OWNER prints.
+
 Views only: every function reads the state through kernel-named accessors.
 """
 
-from .mm.gfp import MIGRATE_TYPE_NAMES, ZONE_NAMES
+from .mm.gfp import MIGRATE_MOVABLE, MIGRATE_TYPE_NAMES, MIGRATE_UNMOVABLE, ZONE_NAMES
 from .mm.mmzone import get_pageblock_migratetype
-from .mm.page import PAGE_SHIFT, pageblock_order
-from .mm.page_alloc import nr_free_pages, totalram_pages
+from .mm.page import PAGE_SHIFT, PG_buddy, pageblock_order
+from .mm.page_alloc import LRU_OWNERS, nr_free_pages, totalram_pages
 from .mm.vmalloc import (
     VM_ALLOC,
     VM_DMA_COHERENT,
@@ -66,6 +68,34 @@ def pagetypeinfo_showblockcount(k):
         first = z.zone_start_pfn >> pageblock_order
         last = (z.zone_end_pfn - 1) >> pageblock_order
         for block in range(first, last + 1):
+            counts[MIGRATE_TYPE_NAMES[get_pageblock_migratetype(z, block << pageblock_order)]] += 1
+        out[(z.nid, ZONE_NAMES[z.zid])] = counts
+    return out
+
+
+def pagetypeinfo_showmixedcount(k):
+    """pagetypeinfo_showmixedcount() (mm/page_owner.c): pageblocks holding another type's pages.
+
+    The "Number of mixed blocks" table of /proc/pagetypeinfo (CONFIG_PAGE_OWNER), as
+    data like pagetypeinfo_showblockcount(): a pageblock counts under its own type when
+    at least one allocated page in it has another migratetype.  Simplification: the
+    model keeps no page_owner gfp mask, so an allocated page's migratetype is Movable
+    for LRU owners (page cache) and Unmovable for every other owner.
+    """
+    mixed = {}
+    for page in k.pages.touched():
+        if page._refcount <= 0 or page.page_type == PG_buddy:
+            continue
+        mt = MIGRATE_MOVABLE if page.owner in LRU_OWNERS else MIGRATE_UNMOVABLE
+        zone = k.zone_of(page.pfn)
+        last = (page.pfn + (1 << page.order) - 1) >> pageblock_order
+        for block in range(page.pfn >> pageblock_order, last + 1):
+            if get_pageblock_migratetype(zone, block << pageblock_order) != mt:
+                mixed.setdefault(zone, set()).add(block)
+    out = {}
+    for z in k.zones:
+        counts = dict.fromkeys(MIGRATE_TYPE_NAMES, 0)
+        for block in mixed.get(z, ()):
             counts[MIGRATE_TYPE_NAMES[get_pageblock_migratetype(z, block << pageblock_order)]] += 1
         out[(z.nid, ZONE_NAMES[z.zid])] = counts
     return out

@@ -21,6 +21,7 @@ KERNEL_IMAGE = ((16 << 20) >> PAGE_SHIFT, (64 << 20) >> PAGE_SHIFT)  # [start, e
 sysctl_lowmem_reserve_ratio = (256, 256, 32)
 watermark_scale_factor = 10
 WMARK_MIN, WMARK_LOW, WMARK_HIGH = 0, 1, 2
+ZONE_BOOSTED_WATERMARK = "ZONE_BOOSTED_WATERMARK"   # enum zone_flags bit (zone->flags)
 
 
 class Layout:
@@ -106,9 +107,10 @@ class zone:
     """struct zone: free_area lists, watermarks, lowmem_reserve and per-CPU lists.
 
     ``free_area[order][mt]`` is a dict used as an ordered set of head pfns: the
-    dict's last key is the kernel list's head.  Order-10 Movable blocks that boot
-    freed and nobody touched since are kept as ``pristine`` pfn runs that sit at
-    the list's tail (boot frees to the tail, in ascending pfn order).
+    dict's last key is the kernel list's head, its first key the tail (a list that
+    receives a tail insertion becomes an OrderedDict: page_alloc.add_to_free_list_tail).
+    Order-10 Movable blocks that boot freed and nobody touched since are kept as
+    ``pristine`` pfn runs that sit at the list's tail (boot frees to the tail, ascending).
     """
 
     def __init__(self, nid, zid, start, end):
@@ -120,6 +122,8 @@ class zone:
         self.pristine = []          # [[next_pfn, end_pfn], ...] of order-10 Movable blocks
         self.nr_free_pages = 0      # NR_FREE_PAGES (buddy only; pcp pages are not counted)
         self._watermark = [0, 0, 0]
+        self.watermark_boost = 0    # pages added to every watermark (boost_watermark())
+        self.flags = set()          # zone->flags: ZONE_BOOSTED_WATERMARK
         self.lowmem_reserve = [0, 0, 0]
         self.pageblock_mt = {}      # pageblock index → migratetype (default Movable)
         self.pcp = {}               # cpu → per_cpu_pages
@@ -129,16 +133,16 @@ class zone:
         return f"<zone Node {self.nid} {self.name} free={self.nr_free_pages}>"
 
     def min_wmark_pages(self):
-        """min_wmark_pages()."""
-        return self._watermark[WMARK_MIN]
+        """min_wmark_pages(): the min watermark plus watermark_boost (v5.11 mmzone.h)."""
+        return self._watermark[WMARK_MIN] + self.watermark_boost
 
     def low_wmark_pages(self):
-        """low_wmark_pages()."""
-        return self._watermark[WMARK_LOW]
+        """low_wmark_pages(): the low watermark plus watermark_boost (v5.11 mmzone.h)."""
+        return self._watermark[WMARK_LOW] + self.watermark_boost
 
     def high_wmark_pages(self):
-        """high_wmark_pages()."""
-        return self._watermark[WMARK_HIGH]
+        """high_wmark_pages(): the high watermark plus watermark_boost (v5.11 mmzone.h)."""
+        return self._watermark[WMARK_HIGH] + self.watermark_boost
 
 
 def zone_batchsize(managed):

@@ -1,18 +1,27 @@
 """The buddy allocator (mm/page_alloc.c, v5.11): free lists, per-CPU lists, watermarks.
 
-Modelled: orders 0..10 with merging on free, three migratetypes with
-__rmqueue_fallback stealing (and ALLOC_NOFRAGMENT's whole-pageblock preference),
-per-CPU order-0 lists (LIFO, batch/high, round-robin bulk free), watermarks
-min/low/high with lowmem_reserve, the order ≥ 9 availability test that makes a
-2 MiB request fail on fragmented memory, and the slow path (wake kswapd, retry at
-min, direct reclaim, give up on costly orders).
+Modelled: orders 0..10 with merging on free (buddy_merge_likely() puts a block that
+will probably merge soon at the list tail; boot frees go to the tail), three
+migratetypes with __rmqueue_fallback stealing (ALLOC_NOFRAGMENT's whole-pageblock
+preference; steal_suitable_fallback() claims a pageblock only when free + alike
+pages reach half of it, otherwise the block stays *mixed*; moved free pages go to
+the tail), set_pcppage_migratetype() caching the *requested* type on a pcp refill,
+frees by pageblock type, watermark boosting (boost_watermark() on a fragmenting
+fallback, ZONE_BOOSTED_WATERMARK waking kswapd from rmqueue()), per-CPU order-0
+lists (LIFO, batch/high, round-robin bulk free), watermarks min/low/high (+ boost)
+with lowmem_reserve, the order ≥ 9 availability test that makes a 2 MiB request
+fail on fragmented memory, and the slow path (wake kswapd, retry at min, direct
+reclaim, give up on costly orders).
 
 Simplified, and said so in the notebooks: no compaction (so a fragmented zone
-stays fragmented until pages are freed), no watermark boosting, no
-HIGHATOMIC/CMA/ISOLATE lists, no OOM killer (an order-0 allocation that reclaim
-cannot satisfy returns NULL with a warning), kswapd runs to completion at once
-when woken, and the buddy_merge_likely() "free to tail" heuristic is left out.
+stays fragmented until pages are freed), no HIGHATOMIC/CMA/ISOLATE lists, no page
+shuffling (page_alloc.shuffle=0, the default), no OOM killer (an order-0
+allocation that reclaim cannot satisfy returns NULL with a warning), kswapd runs
+to completion at once when woken.  docs/reference/v5.11-fragmentation.md §1–2
+gives the kernel semantics each function follows.
 """
+
+from collections import OrderedDict
 
 from ..bug import WARN
 from . import vmscan as _vmscan
@@ -37,13 +46,18 @@ from .gfp import (
     gfp_zone,
     gfpflags_allow_blocking,
 )
-from .mmzone import get_pageblock_migratetype, per_cpu_pages
+from .mmzone import (
+    WMARK_HIGH,
+    WMARK_MIN,
+    ZONE_BOOSTED_WATERMARK,
+    get_pageblock_migratetype,
+    per_cpu_pages,
+)
 from .page import (
     MAX_ORDER,
     OWNER_KERNEL,
     OWNER_PAGECACHE,
     OWNER_PCP,
-    PageBuddy,
     PG_buddy,
     pageblock_order,
     virt_to_pfn,
@@ -56,6 +70,13 @@ ALLOC_HARDER, ALLOC_HIGH = 0x10, 0x20
 ALLOC_NOFRAGMENT, ALLOC_KSWAPD = 0x100, 0x800
 PAGE_ALLOC_COSTLY_ORDER = 3
 MAX_RECLAIM_RETRIES = 16
+pageblock_nr_pages = 1 << pageblock_order
+# /proc/sys/vm/watermark_boost_factor (mm/page_alloc.c: 15000 unless CONFIG_DISCONTIGMEM);
+# the same value is set on the measured 6.18 VM
+watermark_boost_factor = 15000
+# PageLRU() || __PageMovable(): the owners whose pages move_freepages_block() counts as
+# movable (the model's LRU holds page cache; anon owners join here when the model has them)
+LRU_OWNERS = frozenset((OWNER_PAGECACHE,))
 
 fallbacks = {
     MIGRATE_UNMOVABLE: (MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE),
@@ -72,6 +93,33 @@ def add_to_free_list(k, zone, pfn, order, mt):
     page.page_type, page.private, page.owner, page._refcount = PG_buddy, order, None, 0
     zone.free_area[order][mt][pfn] = None
     zone.nr_free[order] += 1
+
+
+def add_to_free_list_tail(k, zone, pfn, order, mt):
+    """add_to_free_list_tail(): make pfn the head of a free block and put it at the list tail.
+
+    The tail is the dict's first key; a list that gets a tail insertion becomes an
+    OrderedDict (move_to_end(last=False) is O(1)).
+    """
+    page = k.pages.pfn_to_page(pfn)
+    page.page_type, page.private, page.owner, page._refcount = PG_buddy, order, None, 0
+    _list_add_tail(zone, order, mt, pfn)
+    zone.nr_free[order] += 1
+
+
+def _list_add_tail(zone, order, mt, pfn):
+    lst = zone.free_area[order][mt]
+    if type(lst) is not OrderedDict:
+        lst = zone.free_area[order][mt] = OrderedDict(lst)
+    lst[pfn] = None
+    lst.move_to_end(pfn, last=False)
+
+
+def move_to_free_list(zone, page, order, mt):
+    """move_to_free_list() (v5.10+): move a free block to the tail of mt's list."""
+    for lst in zone.free_area[order]:
+        lst.pop(page.pfn, None)
+    _list_add_tail(zone, order, mt, page.pfn)
 
 
 def del_page_from_free_list(zone, page, order):
@@ -155,66 +203,116 @@ def find_suitable_fallback(zone, order, mt):
 
 
 def move_freepages_block(k, zone, pfn, mt):
-    """move_freepages_block(): move every free block of a pageblock to mt's lists.
+    """move_freepages_block() + move_freepages() (v5.11): a pageblock's free blocks to mt.
 
-    Returns (free pages moved, movable pages found) as the kernel's caller wants.
+    Walks the aligned pageblock: every free buddy block moves to the *tail* of mt's
+    list (move_to_free_list()) and counts 2^order free pages; every other page counts
+    as movable when PageLRU() (``LRU_OWNERS``; an LRU extent counts all its pages, as
+    PageLRU reads the compound head).  Returns (free pages moved, movable pages).  As in
+    the kernel, a pageblock starting below the zone is walked from ``pfn``, and one
+    ending past the zone moves nothing (0, 0).  Simplification: the walk skips an
+    allocated block's tail pages in one step (they are never free, and never LRU
+    unless the head is).
     """
-    start = pfn & ~((1 << pageblock_order) - 1)
-    start, end = max(start, zone.zone_start_pfn), min(start + 512, zone.zone_end_pfn)
+    start = pfn & ~(pageblock_nr_pages - 1)
+    end = start + pageblock_nr_pages
+    if end > zone.zone_end_pfn:
+        return 0, 0
+    if start < zone.zone_start_pfn:
+        start = pfn
     moved = movable = 0
     cur = start
+    peek, free_area = k.pages.peek, zone.free_area
     while cur < end:
-        page = k.pages.peek(cur)
-        if PageBuddy(page):
+        page = peek(cur)
+        if page is None:
+            cur += 1
+            continue
+        if page.page_type == PG_buddy:
             order = page.private
-            if order >= MAX_ORDER - 1 or not any(cur in lst for lst in zone.free_area[order]):
+            if order >= MAX_ORDER - 1 or not any(cur in lst for lst in free_area[order]):
                 cur += 1
                 continue
-            for lst in zone.free_area[order]:
-                lst.pop(cur, None)
-            zone.free_area[order][mt][cur] = None
+            move_to_free_list(zone, page, order, mt)
             moved += 1 << order
             cur += 1 << order
             continue
-        if page is not None and page.owner == OWNER_PAGECACHE and page._refcount:
-            movable += 1 << page.order
-            cur += 1 << page.order
+        if page._refcount:
+            n = 1 << page.order
+            if page.owner in LRU_OWNERS:
+                movable += n
+            cur += n
             continue
         cur += 1
     return moved, movable
 
 
-def steal_suitable_fallback(k, zone, page, order, start_mt, whole_block):
-    """steal_suitable_fallback(): move the block (maybe its pageblock) to start_mt's lists."""
-    old_mt = get_pageblock_migratetype(zone, page.pfn)
-    if order >= pageblock_order:
-        for b in range(page.pfn >> 9, (page.pfn + (1 << order)) >> 9):
-            zone.pageblock_mt[b] = start_mt
-        _move_one(zone, page, order, start_mt)
+def change_pageblock_range(zone, pfn, order, mt):
+    """change_pageblock_range(): every pageblock of a 2^order block (order ≥ 9) to mt."""
+    for b in range(pfn >> pageblock_order, (pfn + (1 << order)) >> pageblock_order):
+        zone.pageblock_mt[b] = mt
+
+
+def boost_watermark(zone):
+    """boost_watermark() (v5.11 page_alloc.c): raise every watermark by a pageblock.
+
+    No boost when watermark_boost_factor is 0 or the zone is under four pageblocks;
+    the boost is capped at watermark_boost_factor/10000 of the high watermark (at
+    least one pageblock).  Returns whether the boost was raised.
+    """
+    if not watermark_boost_factor:
+        return False
+    if pageblock_nr_pages * 4 > zone.managed_pages:
+        return False
+    max_boost = zone._watermark[WMARK_HIGH] * watermark_boost_factor // 10000   # mult_frac
+    if not max_boost:
+        return False
+    max_boost = max(pageblock_nr_pages, max_boost)
+    zone.watermark_boost = min(zone.watermark_boost + pageblock_nr_pages, max_boost)
+    return True
+
+
+def steal_suitable_fallback(k, zone, page, alloc_flags, start_type, whole_block, current_order):
+    """steal_suitable_fallback() (v5.11): take a free block of another type, maybe its pageblock.
+
+    A block of pageblock order or more re-types every pageblock it spans and does not
+    boost.  Below that the fallback fragments: boost_watermark() (ZONE_BOOSTED_WATERMARK
+    when the caller may wake kswapd); if ``whole_block`` (can_steal_fallback()) every
+    free block of the pageblock moves to start_type's lists, and the pageblock is
+    claimed when free + "alike" pages reach half of it.  Otherwise, or when it is not
+    claimed, the pageblock keeps its old type: a *mixed* pageblock.  Alike pages: LRU
+    pages for a Movable request; for Unmovable/Reclaimable stealing from a Movable
+    block, every allocated page that is not LRU.  HIGHATOMIC blocks are not modelled.
+    """
+    old_block_type = get_pageblock_migratetype(zone, page.pfn)
+    if current_order >= pageblock_order:
+        change_pageblock_range(zone, page.pfn, current_order, start_type)
+        move_to_free_list(zone, page, current_order, start_type)
         return
+    if boost_watermark(zone) and alloc_flags & ALLOC_KSWAPD:
+        zone.flags.add(ZONE_BOOSTED_WATERMARK)
     if whole_block:
-        free, movable = move_freepages_block(k, zone, page.pfn, start_mt)
-        if start_mt == MIGRATE_MOVABLE:
-            alike = movable
-        elif old_mt == MIGRATE_MOVABLE:
-            alike = 512 - (free + movable)
+        free_pages, movable_pages = move_freepages_block(k, zone, page.pfn, start_type)
+        if start_type == MIGRATE_MOVABLE:
+            alike_pages = movable_pages
+        elif old_block_type == MIGRATE_MOVABLE:
+            alike_pages = pageblock_nr_pages - (free_pages + movable_pages)
         else:
-            alike = 0
-        if free:
-            if free + alike >= 1 << (pageblock_order - 1):
-                zone.pageblock_mt[page.pfn >> 9] = start_mt
+            alike_pages = 0
+        if free_pages:   # 0: the pageblock straddles the zone's end
+            if free_pages + alike_pages >= pageblock_nr_pages >> 1:
+                zone.pageblock_mt[page.pfn >> pageblock_order] = start_type
             return
-    _move_one(zone, page, order, start_mt)
-
-
-def _move_one(zone, page, order, mt):
-    for lst in zone.free_area[order]:
-        lst.pop(page.pfn, None)
-    zone.free_area[order][mt][page.pfn] = None
+    move_to_free_list(zone, page, current_order, start_type)   # single_page
 
 
 def __rmqueue_fallback(k, zone, order, start_mt, alloc_flags):
-    """__rmqueue_fallback(): steal from another migratetype, largest block first."""
+    """__rmqueue_fallback(): steal from another migratetype, largest block first.
+
+    Traces mm_page_alloc_extfrag with the kernel's fields (pfn of the stolen block,
+    fragmenting = fallback below pageblock order, change_ownership = the pageblock
+    now has the requested type).
+    """
     min_order = pageblock_order if alloc_flags & ALLOC_NOFRAGMENT else order
     found = None
     for current in range(MAX_ORDER - 1, min_order - 1, -1):
@@ -240,8 +338,12 @@ def __rmqueue_fallback(k, zone, order, start_mt, alloc_flags):
     if pristine:   # materialise the pristine block as an ordinary free block first
         _unlink(k, zone, page, current, True)
         add_to_free_list(k, zone, page.pfn, current, fmt)
-    steal_suitable_fallback(k, zone, page, current, start_mt, can_steal)
+    steal_suitable_fallback(k, zone, page, alloc_flags, start_mt, can_steal, current)
     k.stat["pgalloc_fallback"] += 1
+    k.trace("mm_page_alloc_extfrag", pfn=page.pfn, alloc_order=order, fallback_order=current,
+            pageblock_order=pageblock_order, alloc_migratetype=start_mt,
+            fallback_migratetype=fmt, fragmenting=int(current < pageblock_order),
+            change_ownership=int(get_pageblock_migratetype(zone, page.pfn) == start_mt))
     return True
 
 
@@ -271,14 +373,19 @@ def _new_pcp(zone):
 
 
 def rmqueue_bulk(k, zone, count, lst, mt, alloc_flags):
-    """rmqueue_bulk(): refill a pcp list with `count` order-0 pages (list_add_tail each)."""
+    """rmqueue_bulk(): refill a pcp list with `count` order-0 pages (list_add_tail each).
+
+    Each page caches the *requested* migratetype (v5.11 __rmqueue_smallest()'s
+    set_pcppage_migratetype()), whatever its pageblock's type: a refill page drained
+    unused goes back to the requested type's free list.
+    """
     taken = []
     for _ in range(count):
         page = __rmqueue(k, zone, 0, mt, alloc_flags)
         if page is None:
             break
         page.owner = OWNER_PCP
-        page.pcp_mt = get_pageblock_migratetype(zone, page.pfn)
+        page.pcp_mt = mt
         taken.append(page.pfn)
     zone.nr_free_pages -= len(taken)
     lst[:0] = reversed(taken)   # tail of the kernel list = start of ours
@@ -298,12 +405,22 @@ def rmqueue_pcplist(k, zone, mt, alloc_flags):
 
 
 def rmqueue(k, zone, order, gfp, alloc_flags, mt):
-    """rmqueue(): order 0 from the pcp list, higher orders straight from the buddy."""
+    """rmqueue(): order 0 from the pcp list, higher orders straight from the buddy.
+
+    At its end (pcp path always, buddy path on success) a set ZONE_BOOSTED_WATERMARK is
+    cleared and kswapd woken for the zone (order 0).  The model's kswapd runs at once;
+    while reclaim is already running (k.in_reclaim) the bit stays set for a later call.
+    """
     if order == 0:
-        return rmqueue_pcplist(k, zone, mt, alloc_flags)
-    page = __rmqueue(k, zone, order, mt, alloc_flags)
-    if page is not None:
+        page = rmqueue_pcplist(k, zone, mt, alloc_flags)
+    else:
+        page = __rmqueue(k, zone, order, mt, alloc_flags)
+        if page is None:
+            return None
         zone.nr_free_pages -= 1 << order
+    if zone.flags and ZONE_BOOSTED_WATERMARK in zone.flags and not k.in_reclaim:
+        zone.flags.discard(ZONE_BOOSTED_WATERMARK)
+        _vmscan.wakeup_kswapd(k, 0, [zone])
     return page
 
 
@@ -361,20 +478,45 @@ def drain_all_pages(k):
 
 # ---------------------------------------------------------------- freeing
 
+def buddy_merge_likely(k, zone, pfn, buddy_pfn, order):
+    """buddy_merge_likely() (v5.11): is the enclosing order+1 block's buddy free already?
+
+    Then the block just freed will probably merge soon and goes to the list tail, so
+    it is handed out last.  Only below order MAX_ORDER-2.
+    """
+    if order >= MAX_ORDER - 2:
+        return False
+    higher_buddy = (pfn & buddy_pfn) ^ (1 << (order + 1))
+    if not zone.zone_start_pfn <= higher_buddy < zone.zone_end_pfn:
+        return False   # page_is_buddy(): the buddy must be in the same zone
+    page = k.pages.peek(higher_buddy)
+    return page is not None and page.page_type == PG_buddy and page.private == order + 1
+
+
 def __free_one_page(k, zone, pfn, order, mt):
-    """__free_one_page(): merge with free buddies, then push on the list head."""
+    """__free_one_page() (v5.11): merge with free buddies, then the list head or tail.
+
+    The merged block goes on mt's list (the freed page's type); to the tail when
+    buddy_merge_likely() (no FPI_TO_TAIL caller and no shuffling here: boot's tail
+    frees are free_boot_memory()).
+    """
     zone.nr_free_pages += 1 << order
+    peek = k.pages.peek
+    buddy_pfn = None
     while order < MAX_ORDER - 1:
         buddy_pfn = pfn ^ (1 << order)
         if not zone.zone_start_pfn <= buddy_pfn < zone.zone_end_pfn:
             break
-        buddy = k.pages.peek(buddy_pfn)
-        if not PageBuddy(buddy) or buddy.private != order:
+        buddy = peek(buddy_pfn)
+        if buddy is None or buddy.page_type != PG_buddy or buddy.private != order:
             break
         del_page_from_free_list(zone, buddy, order)
         pfn &= buddy_pfn
         order += 1
-    add_to_free_list(k, zone, pfn, order, mt)
+    if order < MAX_ORDER - 2 and buddy_merge_likely(k, zone, pfn, buddy_pfn, order):
+        add_to_free_list_tail(k, zone, pfn, order, mt)
+    else:
+        add_to_free_list(k, zone, pfn, order, mt)
 
 
 def __free_pages_ok(k, page, order):
@@ -433,7 +575,17 @@ def zone_watermark_ok(zone, order, mark, classzone_idx, alloc_flags, free_pages=
 
 
 def _mark(zone, alloc_flags):
-    return zone._watermark[alloc_flags & ALLOC_WMARK_MASK]
+    """wmark_pages(): the watermark alloc_flags selects, plus watermark_boost."""
+    return zone._watermark[alloc_flags & ALLOC_WMARK_MASK] + zone.watermark_boost
+
+
+def _atomic_unboosted_ok(zone, order, gfp, alloc_flags, classzone_idx):
+    """zone_watermark_fast(): an order-0 __GFP_ATOMIC request failing at min + boost is
+    checked again against the unboosted min watermark."""
+    if order or not gfp & __GFP_ATOMIC or not zone.watermark_boost or \
+            alloc_flags & ALLOC_WMARK_MASK != ALLOC_WMARK_MIN:
+        return False
+    return zone_watermark_ok(zone, order, zone._watermark[WMARK_MIN], classzone_idx, alloc_flags)
 
 
 def alloc_flags_nofragment(k, zone, gfp):
@@ -455,7 +607,8 @@ def get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, 
                 break   # stay local rather than fragment a remote node... then retry without
             mark = _mark(zone, alloc_flags)
             if not alloc_flags & ALLOC_NO_WATERMARKS and \
-                    not zone_watermark_ok(zone, order, mark, classzone_idx, alloc_flags):
+                    not zone_watermark_ok(zone, order, mark, classzone_idx, alloc_flags) and \
+                    not _atomic_unboosted_ok(zone, order, gfp, alloc_flags, classzone_idx):
                 continue
             page = k.design.rmqueue(k, zone, order, gfp, alloc_flags, mt)   # the kernel's rmqueue()
             if page is not None:
@@ -579,16 +732,9 @@ def free_boot_memory(k, zone, ranges):
                 zone.nr_free[order] += (run_end - pfn) >> order
                 pfn = run_end
             else:
-                # boot frees to the tail: an earlier (lower) block stays nearer the head
-                page = k.pages.pfn_to_page(pfn)
-                page.page_type, page.private = PG_buddy, order
-                lst = zone.free_area[order][MIGRATE_MOVABLE]
-                items = list(lst)
-                lst.clear()
-                lst[pfn] = None
-                for p in items:
-                    lst[p] = None
-                zone.nr_free[order] += 1
+                # __free_pages_core(): FPI_TO_TAIL, so an earlier (lower) block stays
+                # nearer the head
+                add_to_free_list_tail(k, zone, pfn, order, MIGRATE_MOVABLE)
                 pfn += 1 << order
         zone.managed_pages += end - start
         zone.nr_free_pages += end - start

@@ -210,28 +210,74 @@ def pgdat_balanced(k, nid, order, highest_zoneidx):
     return False
 
 
+def pgdat_watermark_boosted(k, nid, highest_zoneidx):
+    """pgdat_watermark_boosted(): does any eligible zone of the node carry a boost?"""
+    return any(z.watermark_boost for z in k.node_zones[nid] if z.zid <= highest_zoneidx)
+
+
 def balance_pgdat(k, nid, order, highest_zoneidx):
-    """balance_pgdat(): kswapd's loop, priority 12 → 1, until the node is balanced."""
+    """balance_pgdat() (v5.11 vmscan.c): kswapd's loop, priority 12 → 1.
+
+    Normal reclaim runs until the node is balanced (pgdat_balanced() at high + boost).
+    Boosted reclaim (the zones' watermark_boost, snapshot at entry) reclaims about the
+    boost even on a balanced node: clean page cache only (may_writepage = may_swap = 0;
+    the model's LRU holds only clean page cache, so nothing else changes), priority not
+    raised past DEF_PRIORITY - 2, stopping once the boost is reclaimed or a pass frees
+    nothing; an unbalanced node drops the boost goal and restarts as normal reclaim.
+    At the end each zone's boost loses its snapshot and v5.11 wakes kcompactd at
+    pageblock order (not yet here: the model has no compaction).
+    kswapd_shrink_node(): nr_to_reclaim is Σ max(high + boost, 32).  Counts pageoutrun,
+    pgscan_kswapd and pgsteal_kswapd.
+    """
     k.stat["kswapd_runs"] += 1
-    nr_to_reclaim = sum(max(z.high_wmark_pages(), SWAP_CLUSTER_MAX)
-                        for z in k.node_zones[nid] if z.zid <= highest_zoneidx)
+    k.stat["pageoutrun"] += 1
+    zones = [z for z in k.node_zones[nid] if z.zid <= highest_zoneidx and z.managed_pages]
+    zone_boosts = [z.watermark_boost for z in zones]
+    nr_boost_reclaim = sum(zone_boosts)
+    boosted = nr_boost_reclaim != 0
+    steal0, scan0 = k.stat["pgsteal"], k.stat["pgscan"]
     priority = DEF_PRIORITY
     while priority >= 1:
-        if pgdat_balanced(k, nid, order, highest_zoneidx):
+        raise_priority = True
+        balanced = pgdat_balanced(k, nid, order, highest_zoneidx)
+        if not balanced and nr_boost_reclaim:
+            nr_boost_reclaim = 0          # goto restart: normal reclaim from DEF_PRIORITY
+            priority = DEF_PRIORITY
+            continue
+        if not nr_boost_reclaim and balanced:
             break
+        if nr_boost_reclaim and priority == DEF_PRIORITY - 2:
+            raise_priority = False
+        nr_to_reclaim = sum(max(z.high_wmark_pages(), SWAP_CLUSTER_MAX) for z in zones)
         reclaimed = shrink_node(k, nid, GFP_KERNEL, priority, nr_to_reclaim)
         if order and reclaimed >= 2 << order:   # kswapd_shrink_node(): leave it to compaction
             order = 0
-        if reclaimed < nr_to_reclaim:
+        if reclaimed >= nr_to_reclaim:
+            raise_priority = False
+        nr_boost_reclaim -= min(nr_boost_reclaim, reclaimed)
+        if nr_boost_reclaim and not reclaimed:
+            break
+        if raise_priority or not reclaimed:
             priority -= 1
+    if boosted:
+        for z, boost in zip(zones, zone_boosts, strict=True):
+            if boost:
+                z.watermark_boost -= min(z.watermark_boost, boost)
+        # kcompactd: wired when mm/compaction.py lands
+        # wakeup_kcompactd(k, nid, pageblock_order, highest_zoneidx)
+    k.stat["pgsteal_kswapd"] += k.stat["pgsteal"] - steal0
+    k.stat["pgscan_kswapd"] += k.stat["pgscan"] - scan0
     return priority
 
 
 def wakeup_kswapd(k, order, zonelist):
-    """wakeup_kswapd(): the model runs kswapd's balance_pgdat() at once (synchronously)."""
+    """wakeup_kswapd(): the model runs kswapd's balance_pgdat() at once (synchronously).
+
+    Not woken when the node is balanced and not boosted (v5.11), nor from inside reclaim.
+    """
     nid = zonelist[0].nid
     highest = max(z.zid for z in zonelist if z.nid == nid)
-    if pgdat_balanced(k, nid, order, highest):
+    if pgdat_balanced(k, nid, order, highest) and not pgdat_watermark_boosted(k, nid, highest):
         return
     if k.in_reclaim:
         return

@@ -44,6 +44,9 @@ VM_EVENTS = {
     "allocstall": "direct reclaim entries",
     # reclaim (mm/vmscan.c, fs/drop_caches.c)
     "kswapd_runs": "kswapd balance_pgdat() runs",
+    "pageoutrun": "PAGEOUTRUN: balance_pgdat() runs (the kernel's name for kswapd_runs)",
+    "pgscan_kswapd": "page-cache pages scanned by kswapd",
+    "pgsteal_kswapd": "page-cache pages kswapd reclaimed",
     "direct_reclaim_passes": "shrink passes made by direct reclaim",
     "pgscan": "page-cache pages scanned by reclaim",
     "pgsteal": "page-cache pages reclaimed",
