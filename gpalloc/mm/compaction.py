@@ -188,7 +188,7 @@ def compaction_zonelist_suitable(k, order, alloc_flags, zonelist, highest_zoneid
     for zone in zonelist:
         available = _zone_reclaimable_pages(k, zone) // order + zone.nr_free_pages
         if __compaction_suitable(zone, order, alloc_flags, highest_zoneidx,
-                                 available) == COMPACT_CONTINUE:
+                                 available) != COMPACT_SKIPPED:
             return True
     return False
 
@@ -357,12 +357,12 @@ def isolate_freepages_block(k, cc, zone, contents):
     """isolate_freepages_block(): take the block's free buddies off the free lists.
 
     __isolate_free_page() refuses once the zone would drop to _watermark[WMARK_MIN] +
-    (1 << order) order-0 pages; then the block counts as not fully scanned.
-    Returns (pages isolated, fully scanned).
+    (1 << order) order-0 pages; then the block counts as not fully scanned.  Scanned
+    counts as in the migrate scanner.  Returns (pages isolated, fully scanned).
     """
     isolated = 0
-    for pfn, _n, kind, order in contents:
-        cc.total_free_scanned += 1
+    for pfn, n, kind, order in contents:
+        cc.total_free_scanned += n if kind == _MOVABLE else 1
         if kind != _FREE or order < 0:
             continue
         mark = zone._watermark[0] + (1 << order)
