@@ -33,6 +33,7 @@ Simplified at the model's granularity (each said where it is done):
   so it stops at once in every zone (§3.6).
 """
 
+import sys
 from collections import deque
 
 from . import page_alloc as _pa
@@ -40,10 +41,9 @@ from .gfp import (
     __GFP_IO,
     GFP_KERNEL,
     MIGRATE_MOVABLE,
-    MIGRATE_PCPTYPES,
     gfp_migratetype,
 )
-from .mmzone import get_pageblock_migratetype
+from .mmzone import get_pageblock_migratetype, per_cpu_pages
 from .page import MAX_ORDER, OWNER_PAGECACHE, OWNER_PCP, PageBuddy, pageblock_order
 
 # enum compact_result (include/linux/compaction.h): the order matters, callers take max()
@@ -510,11 +510,10 @@ def _drain_pages_zone(k, zone, cpu):
     pcp = zone.pcp.get(cpu)
     if pcp is None or not pcp.count:
         return
-    if len(pcp.lists) == MIGRATE_PCPTYPES:
+    if type(pcp) is per_cpu_pages:
         _pa.drain_pages_zone(k, zone, cpu)
-    else:   # 6.18's per-order lists
-        from . import page_alloc_6_18
-        page_alloc_6_18.drain_pages_zone(k, zone, cpu)
+    else:   # another generation's pcp lists (6.18's per-order ones): its own allocator drains
+        sys.modules[type(pcp).__module__].drain_pages_zone(k, zone, cpu)
 
 
 def drain_all_pages_zone(k, zone):
