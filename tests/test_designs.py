@@ -139,8 +139,9 @@ def test_the_grep_would_catch_a_feature_test():
 
 # ---------------------------------------------------------------- the import graph
 
-# Cycles that mirror kernel calls: reclaim runs inside allocation, CPA flushes lazy vmaps.
-ALLOWED_CYCLES = [{"gpalloc.mm.page_alloc", "gpalloc.mm.vmscan"},
+# Cycles that mirror kernel calls: reclaim and compaction run inside allocation, CPA flushes
+# lazy vmaps.
+ALLOWED_CYCLES = [{"gpalloc.mm.page_alloc", "gpalloc.mm.vmscan", "gpalloc.mm.compaction"},
                   {"gpalloc.arch.x86.set_memory", "gpalloc.mm.vmalloc"}]
 
 

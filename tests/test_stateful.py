@@ -1,7 +1,7 @@
 """Stateful property test: random operation sequences through a Machine.
 
 Hypothesis drives vmalloc / module_alloc / set_memory_* / vfree / alloc_pages /
-free_pages / drop_caches / shrink_slab / memory pressure / CPU switches / the
+free_pages / drop_caches / shrink_slab / memory pressure / compaction / CPU switches / the
 kernel's executable-memory callers (BPF programs, trampolines, ftrace, kprobes,
 modules, through each design's seams) through one Machine per run, and calls
 ``m.check()`` after every step.  A run starts from (START):
@@ -70,8 +70,10 @@ from gpalloc import designs as registry
 from gpalloc.arch.x86.module import MODULES_END
 from gpalloc.arch.x86.pgtable_types import _PAGE_NX, _PAGE_PRESENT, _PAGE_RW, PG_LEVEL_4K
 from gpalloc.designs.v5_11 import Linux511
-from gpalloc.mm.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE
+from gpalloc.mm import compaction
+from gpalloc.mm.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE, gfp_zone
 from gpalloc.mm.page import PAGE_OFFSET, PAGE_SIZE
+from gpalloc.mm.page_alloc import build_zonelist, prep_new_page
 from gpalloc.mm.vmalloc import VMALLOC_END, busy_areas
 from gpalloc.procfs import read_proc_dir
 from gpalloc.workloads.events import (
@@ -540,6 +542,27 @@ class GpallocStateMachine(RuleBasedStateMachine):
         self._expect_unchanged_dm(before, "shrink_slab")
         assert 0 <= freed <= cached
         assert self.m.stats().get("grouped_cache_pages", 0) == cached - freed
+
+    @rule(order=st.integers(1, 10), prio=st.sampled_from([0, 1, 2]), kcompactd=st.booleans(),
+          gfp=st.sampled_from([GFP_KERNEL, GFP_HIGHUSER_MOVABLE]))
+    def compact(self, order, prio, kcompactd, gfp):
+        """Direct compaction (try_to_compact_pages at a priority) or a kcompactd wake on the
+        CPU's node: pages move, the page cache keeps its size, the direct map is untouched."""
+        k = self.m.k
+        before, cached = self._stable(), self.m.meminfo()["Cached"]
+        nid = k.numa_node_id()
+        if kcompactd:
+            compaction.wakeup_kcompactd(k, nid, order, max(z.zid for z in k.node_zones[nid]))
+        else:
+            zonelist = build_zonelist(k, nid, gfp_zone(gfp))
+            rc, page = compaction.try_to_compact_pages(k, gfp, order, 0, zonelist,
+                                                       gfp_zone(gfp), prio)
+            if page is not None:   # a captured block: the caller owns it, and frees it
+                prep_new_page(page, order)
+                self.m.free_pages(page, order)
+            assert page is None or rc == compaction.COMPACT_SUCCESS
+        self._expect_unchanged_dm(before, "compaction")
+        assert self.m.meminfo()["Cached"] == cached, "compaction changed the page cache size"
 
     @rule(cpu=st.integers(0, 3))
     def set_cpu(self, cpu):

@@ -128,6 +128,13 @@ class zone:
         self.pageblock_mt = {}      # pageblock index → migratetype (default Movable)
         self.pcp = {}               # cpu → per_cpu_pages
         self.pcp_high, self.pcp_batch = 0, 1
+        # compaction (mm/compaction.c): cached scanner positions, deferral, skip bits
+        self.compact_cached_free_pfn = (end - 1) & ~511      # pageblock_start_pfn(end - 1)
+        self.compact_cached_migrate_pfn = [start, start]     # [async, sync]
+        self.compact_init_migrate_pfn, self.compact_init_free_pfn = start, (end - 1) & ~511
+        self.compact_considered = self.compact_defer_shift = self.compact_order_failed = 0
+        self.compact_blockskip_flush = False
+        self.pageblock_skip = set()  # PB_migrate_skip: pageblock indexes compaction skips
 
     def __repr__(self):
         return f"<zone Node {self.nid} {self.name} free={self.nr_free_pages}>"

@@ -13,17 +13,19 @@ with lowmem_reserve, the order ≥ 9 availability test that makes a 2 MiB reques
 fail on fragmented memory, and the slow path (wake kswapd, retry at min, direct
 reclaim, give up on costly orders).
 
-Simplified, and said so in the notebooks: no compaction (so a fragmented zone
-stays fragmented until pages are freed), no HIGHATOMIC/CMA/ISOLATE lists, no page
-shuffling (page_alloc.shuffle=0, the default), no OOM killer (an order-0
-allocation that reclaim cannot satisfy returns NULL with a warning), kswapd runs
-to completion at once when woken.  docs/reference/v5.11-fragmentation.md §1–2
-gives the kernel semantics each function follows.
+Simplified, and said so in the notebooks: compaction is gpalloc.mm.compaction's
+(direct compaction from the slow path and kcompactd, at the granularity of the
+model's page-cache extents), no HIGHATOMIC/CMA/ISOLATE lists, no page shuffling
+(page_alloc.shuffle=0, the default), no OOM killer (an order-0 allocation that
+reclaim cannot satisfy returns NULL with a warning), kswapd and kcompactd run to
+completion at once when woken.  docs/reference/v5.11-fragmentation.md §1–3 gives
+the kernel semantics each function follows.
 """
 
 from collections import OrderedDict
 
 from ..bug import WARN
+from . import compaction as _compaction
 from . import vmscan as _vmscan
 from .gfp import (
     __GFP_ATOMIC,
@@ -34,6 +36,7 @@ from .gfp import (
     __GFP_NOMEMALLOC,
     __GFP_NORETRY,
     __GFP_NOWARN,
+    __GFP_RETRY_MAYFAIL,
     __GFP_THISNODE,
     MIGRATE_MOVABLE,
     MIGRATE_PCPTYPES,
@@ -638,22 +641,49 @@ def build_zonelist(k, nid, highest_zid, thisnode=False):
 
 
 def __alloc_pages_slowpath(k, gfp, order, zonelist, classzone_idx, mt):
-    """__alloc_pages_slowpath(): kswapd, min watermark, direct reclaim, then give up."""
+    """__alloc_pages_slowpath() (v5.11): kswapd, the min watermark, an initial async
+    compaction for costly or non-movable high orders, then direct reclaim and direct
+    compaction on every retry; costly orders without __GFP_RETRY_MAYFAIL give up after one.
+
+    should_reclaim_retry() is the model's: retry while reclaim makes progress, at most
+    MAX_RECLAIM_RETRIES passes; then should_compact_retry() (v5.11).  No OOM killer.
+    """
+    costly_order = order > PAGE_ALLOC_COSTLY_ORDER
     alloc_flags = ALLOC_WMARK_MIN | (ALLOC_HIGH if gfp & __GFP_HIGH else 0)
     if gfp & __GFP_ATOMIC and not gfp & __GFP_DIRECT_RECLAIM:
         alloc_flags |= ALLOC_HARDER
     if gfp & __GFP_KSWAPD_RECLAIM:
-        _vmscan.wakeup_kswapd(k, order, zonelist)
+        _vmscan.wakeup_kswapd(k, order, zonelist, gfp)
     page = get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, mt)
-    if page is None and gfp & __GFP_MEMALLOC and not gfp & __GFP_NOMEMALLOC:
-        # __gfp_pfmemalloc_flags(): __GFP_MEMALLOC may dip into the reserves
-        page = get_page_from_freelist(k, gfp, order, ALLOC_NO_WATERMARKS, zonelist,
-                                      classzone_idx, mt)
-    # PF_MEMALLOC: an allocation made while reclaiming does not reclaim again
-    if page is not None or not gfpflags_allow_blocking(gfp) or k.in_reclaim:
+    if page is not None:
         return page
+    pfmemalloc = bool(gfp & __GFP_MEMALLOC and not gfp & __GFP_NOMEMALLOC)
+    # PF_MEMALLOC: an allocation made while reclaiming or compacting does neither again
+    can_direct_reclaim = gfpflags_allow_blocking(gfp) and not k.in_reclaim
+    compact_result = _compaction.COMPACT_SKIPPED
+    compact = [_compaction.DEF_COMPACT_PRIORITY, 0]   # compact_priority, compaction_retries
+    if can_direct_reclaim and not pfmemalloc and (
+            costly_order or (order > 0 and mt != MIGRATE_MOVABLE)):
+        page, compact_result = _compaction.__alloc_pages_direct_compact(
+            k, gfp, order, alloc_flags, zonelist, classzone_idx, mt,
+            _compaction.INIT_COMPACT_PRIORITY)
+        if page is not None:
+            return page
+        if costly_order and gfp & __GFP_NORETRY:
+            if compact_result in (_compaction.COMPACT_SKIPPED, _compaction.COMPACT_DEFERRED):
+                return None
+            compact[0] = _compaction.INIT_COMPACT_PRIORITY
     retries = 0
-    while True:
+    while True:   # retry:
+        if gfp & __GFP_KSWAPD_RECLAIM:
+            _vmscan.wakeup_kswapd(k, order, zonelist, gfp)
+        page = get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, mt)
+        if page is None and pfmemalloc:
+            # __gfp_pfmemalloc_flags(): __GFP_MEMALLOC may dip into the reserves
+            page = get_page_from_freelist(k, gfp, order, ALLOC_NO_WATERMARKS, zonelist,
+                                          classzone_idx, mt)
+        if page is not None or not can_direct_reclaim:
+            return page
         k.stat["allocstall"] += 1
         k.in_reclaim = True
         try:
@@ -663,11 +693,21 @@ def __alloc_pages_slowpath(k, gfp, order, zonelist, classzone_idx, mt):
         page = get_page_from_freelist(k, gfp, order, alloc_flags, zonelist, classzone_idx, mt)
         if page is not None:
             return page
-        if order > PAGE_ALLOC_COSTLY_ORDER or gfp & __GFP_NORETRY:
+        page, compact_result = _compaction.__alloc_pages_direct_compact(
+            k, gfp, order, alloc_flags, zonelist, classzone_idx, mt, compact[0])
+        if page is not None:
+            return page
+        if gfp & __GFP_NORETRY:
+            return None
+        if costly_order and not gfp & __GFP_RETRY_MAYFAIL:
             return None
         retries += 1
-        if not progress or retries >= MAX_RECLAIM_RETRIES:
-            return None
+        if progress and retries < MAX_RECLAIM_RETRIES:
+            continue
+        if progress and _compaction.should_compact_retry(
+                k, order, alloc_flags, compact_result, compact, zonelist, classzone_idx):
+            continue
+        return None
 
 
 def __alloc_pages_nodemask(k, gfp, order, preferred_nid):

@@ -11,8 +11,10 @@ and call ``shrink_slab`` on every pass, as ``shrink_node`` does.
 from dataclasses import dataclass
 
 from ..errno import ENOMEM
+from . import compaction as _compaction
 from . import page_alloc as _pa
-from .gfp import GFP_KERNEL, gfp_t
+from .gfp import __GFP_DIRECT_RECLAIM, GFP_KERNEL, gfp_t
+from .page import pageblock_order
 
 SHRINK_STOP = (1 << 64) - 1
 SHRINK_EMPTY = (1 << 64) - 2
@@ -224,8 +226,8 @@ def balance_pgdat(k, nid, order, highest_zoneidx):
     the model's LRU holds only clean page cache, so nothing else changes), priority not
     raised past DEF_PRIORITY - 2, stopping once the boost is reclaimed or a pass frees
     nothing; an unbalanced node drops the boost goal and restarts as normal reclaim.
-    At the end each zone's boost loses its snapshot and v5.11 wakes kcompactd at
-    pageblock order (not yet here: the model has no compaction).
+    At the end each zone's boost loses its snapshot and kcompactd is woken at pageblock
+    order (wakeup_kcompactd()).
     kswapd_shrink_node(): nr_to_reclaim is Σ max(high + boost, 32).  Counts pageoutrun,
     pgscan_kswapd and pgsteal_kswapd.
     """
@@ -263,26 +265,33 @@ def balance_pgdat(k, nid, order, highest_zoneidx):
         for z, boost in zip(zones, zone_boosts, strict=True):
             if boost:
                 z.watermark_boost -= min(z.watermark_boost, boost)
-        # kcompactd: wired when mm/compaction.py lands
-        # wakeup_kcompactd(k, nid, pageblock_order, highest_zoneidx)
+        _compaction.wakeup_kcompactd(k, nid, pageblock_order, highest_zoneidx)
     k.stat["pgsteal_kswapd"] += k.stat["pgsteal"] - steal0
     k.stat["pgscan_kswapd"] += k.stat["pgscan"] - scan0
     return priority
 
 
-def wakeup_kswapd(k, order, zonelist):
+def wakeup_kswapd(k, order, zonelist, gfp=None):
     """wakeup_kswapd(): the model runs kswapd's balance_pgdat() at once (synchronously).
 
-    Not woken when the node is balanced and not boosted (v5.11), nor from inside reclaim.
+    Not woken when the node is balanced and not boosted (v5.11), nor from inside reclaim;
+    then a request that cannot reclaim itself (no __GFP_DIRECT_RECLAIM in ``gfp``) wakes
+    kcompactd instead.  After balancing, kswapd_try_to_sleep() wakes kcompactd at the
+    order kswapd was woken for (order 0: nothing).
     """
     nid = zonelist[0].nid
     highest = max(z.zid for z in zonelist if z.nid == nid)
     if pgdat_balanced(k, nid, order, highest) and not pgdat_watermark_boosted(k, nid, highest):
+        # enough free memory, maybe too fragmented for this order: kcompactd decides
+        if gfp is not None and not gfp & __GFP_DIRECT_RECLAIM:
+            _compaction.wakeup_kcompactd(k, nid, order, highest)
         return
     if k.in_reclaim:
         return
     k.in_reclaim = True
     try:
         balance_pgdat(k, nid, order, highest)
+        # kswapd_try_to_sleep(): going to sleep, it hands the order it was woken for on
+        _compaction.wakeup_kcompactd(k, nid, order, highest)
     finally:
         k.in_reclaim = False

@@ -42,6 +42,17 @@ VM_EVENTS = {
     "pgalloc_bulk": "order-0 pages handed out by alloc_pages_bulk() (5.13+)",
     "alloc_fail": "page allocations that returned NULL",
     "allocstall": "direct reclaim entries",
+    # compaction (mm/compaction.c, mm/migrate.c): the /proc/vmstat names
+    "compact_stall": "direct compactions (__alloc_pages_direct_compact)",
+    "compact_fail": "direct compactions after which the allocation still failed",
+    "compact_success": "direct compactions after which the allocation succeeded",
+    "compact_migrate_scanned": "pages the migrate scanner looked at (direct and kcompactd)",
+    "compact_free_scanned": "pages the free scanner looked at (direct and kcompactd)",
+    "compact_isolated": "pages isolated by either scanner",
+    "compact_daemon_wake": "kcompactd_do_work() runs",
+    "compact_daemon_migrate_scanned": "pages kcompactd's migrate scanner looked at",
+    "compact_daemon_free_scanned": "pages kcompactd's free scanner looked at",
+    "pgmigrate_success": "pages migrated",
     # reclaim (mm/vmscan.c, fs/drop_caches.c)
     "kswapd_runs": "kswapd balance_pgdat() runs",
     "pageoutrun": "PAGEOUTRUN: balance_pgdat() runs (the kernel's name for kswapd_runs)",
