@@ -427,11 +427,14 @@ REFILL_KEYS = ("kswapd_runs", "compact_stall", "compact_fail", "compact_success"
 
 
 def test_rfc_refill_on_a_zone_fragmented_by_unmovable_pages_fails_as_v511_would(v511_kswapd):
-    """§3.8: kswapd ×2, async + sync-light compaction, one direct reclaim, then order 0."""
+    """§3.8: kswapd ×2, async + sync-light compaction, one direct reclaim, then order 0.
+
+    The third kswapd run is the order-0 fallback's: it steals from a Movable pageblock,
+    boost_watermark() raises the zone's marks and rmqueue() wakes kswapd (§2.2)."""
     m = fragmented(unmovable=True, patches=(1, 2))
     _refill(m)
     assert _stats(m, *REFILL_KEYS) == {
-        "kswapd_runs": 2, "compact_stall": 2, "compact_fail": 2, "compact_success": 0,
+        "kswapd_runs": 3, "compact_stall": 2, "compact_fail": 2, "compact_success": 0,
         "allocstall": 1, "grouped_fallback": 1, "grouped_replenish": 0}
     assert _dma32(m).compact_defer_shift == 1
     # the next miss: async is deferred (considered 1 < 2), sync-light runs and fails again

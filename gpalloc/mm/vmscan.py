@@ -238,7 +238,7 @@ def balance_pgdat(k, nid, order, highest_zoneidx):
     nr_boost_reclaim = sum(zone_boosts)
     boosted = nr_boost_reclaim != 0
     steal0, scan0 = k.stat["pgsteal"], k.stat["pgscan"]
-    priority = DEF_PRIORITY
+    priority, nr_reclaimed = DEF_PRIORITY, 0
     while priority >= 1:
         raise_priority = True
         balanced = pgdat_balanced(k, nid, order, highest_zoneidx)
@@ -252,7 +252,8 @@ def balance_pgdat(k, nid, order, highest_zoneidx):
             raise_priority = False
         nr_to_reclaim = sum(max(z.high_wmark_pages(), SWAP_CLUSTER_MAX) for z in zones)
         reclaimed = shrink_node(k, nid, GFP_KERNEL, priority, nr_to_reclaim)
-        if order and reclaimed >= 2 << order:   # kswapd_shrink_node(): leave it to compaction
+        nr_reclaimed += reclaimed   # sc->nr_reclaimed: the whole run's, not this pass's
+        if order and nr_reclaimed >= 2 << order:   # kswapd_shrink_node(): compaction's turn
             order = 0
         if reclaimed >= nr_to_reclaim:
             raise_priority = False
@@ -276,8 +277,7 @@ def wakeup_kswapd(k, order, zonelist, gfp=None):
 
     Not woken when the node is balanced and not boosted (v5.11), nor from inside reclaim;
     then a request that cannot reclaim itself (no __GFP_DIRECT_RECLAIM in ``gfp``) wakes
-    kcompactd instead.  After balancing, kswapd_try_to_sleep() wakes kcompactd at the
-    order kswapd was woken for (order 0: nothing).
+    kcompactd instead.
     """
     nid = zonelist[0].nid
     highest = max(z.zid for z in zonelist if z.nid == nid)
@@ -291,7 +291,8 @@ def wakeup_kswapd(k, order, zonelist, gfp=None):
     k.in_reclaim = True
     try:
         balance_pgdat(k, nid, order, highest)
-        # kswapd_try_to_sleep(): going to sleep, it hands the order it was woken for on
-        _compaction.wakeup_kcompactd(k, nid, order, highest)
+        # Not modelled: kswapd_try_to_sleep()'s wakeup_kcompactd(order).  The kernel's kswapd
+        # goes to sleep long after the allocating task went through its own slow path (direct
+        # compaction); run here, inside the allocation, kcompactd would compact first.
     finally:
         k.in_reclaim = False
