@@ -74,32 +74,6 @@ def fragmented(unmovable=False, seed=0, patches=None):
     return m
 
 
-@pytest.fixture
-def v511_kswapd(monkeypatch):
-    """kswapd_shrink_node()'s order drop as v5.11 has it: once sc->nr_reclaimed (summed over
-    the whole balance_pgdat run) reaches compact_gap(order), kswapd reclaims for order 0.
-
-    The model's balance_pgdat() compares each pass's reclaim with compact_gap instead, so
-    an order-9 wake reclaims most of the LRU (vmscan.py is another helper's; reported).
-    """
-    def balance_pgdat(k, nid, order, highest_zoneidx):
-        k.stat["kswapd_runs"] += 1
-        nr_to_reclaim = sum(max(z.high_wmark_pages(), vmscan.SWAP_CLUSTER_MAX)
-                            for z in k.node_zones[nid] if z.zid <= highest_zoneidx)
-        priority, total = vmscan.DEF_PRIORITY, 0
-        while priority >= 1:
-            if vmscan.pgdat_balanced(k, nid, order, highest_zoneidx):
-                break
-            reclaimed = vmscan.shrink_node(k, nid, GFP_KERNEL, priority, nr_to_reclaim)
-            total += reclaimed
-            if order and total >= c.compact_gap(order):
-                order = 0
-            if reclaimed < nr_to_reclaim:
-                priority -= 1
-        return priority
-    monkeypatch.setattr(vmscan, "balance_pgdat", balance_pgdat)
-
-
 def _stats(m, *keys):
     st = m.k.stat
     return {key: st[key] for key in keys}
@@ -368,7 +342,7 @@ def test_kcompactd_failure_defers():
 
 # ---------------------------------------------------------------- direct compaction
 
-def test_direct_compaction_counters_on_a_movable_fragmented_zone(v511_kswapd):
+def test_direct_compaction_counters_on_a_movable_fragmented_zone():
     m = fragmented()
     page = m.alloc_pages(GFP_KERNEL | __GFP_NOWARN, 9)
     assert page is not None and page.order == 9
@@ -426,7 +400,7 @@ REFILL_KEYS = ("kswapd_runs", "compact_stall", "compact_fail", "compact_success"
                "allocstall", "grouped_fallback", "grouped_replenish")
 
 
-def test_rfc_refill_on_a_zone_fragmented_by_unmovable_pages_fails_as_v511_would(v511_kswapd):
+def test_rfc_refill_on_a_zone_fragmented_by_unmovable_pages_fails_as_v511_would():
     """§3.8: kswapd ×2, async + sync-light compaction, one direct reclaim, then order 0.
 
     The third kswapd run is the order-0 fallback's: it steals from a Movable pageblock,
@@ -445,7 +419,7 @@ def test_rfc_refill_on_a_zone_fragmented_by_unmovable_pages_fails_as_v511_would(
     m.check()
 
 
-def test_rfc_refill_on_a_zone_fragmented_by_page_cache_succeeds_by_compaction(v511_kswapd):
+def test_rfc_refill_on_a_zone_fragmented_by_page_cache_succeeds_by_compaction():
     m = fragmented(patches=(1, 2))
     _refill(m)
     st = _stats(m, *REFILL_KEYS)
