@@ -9,7 +9,6 @@ import pytest
 
 from gpalloc import VM_GROUP_PAGES, Machine
 from gpalloc.mm import compaction as c
-from gpalloc.mm import vmscan
 from gpalloc.mm.gfp import (
     __GFP_NOWARN,
     GFP_GROUPED,
