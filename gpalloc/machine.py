@@ -41,6 +41,7 @@ from .units import memparse
 from .workloads import background as _bg
 from .workloads import events as _events
 from .workloads import from_proc as _from_proc
+from .workloads import machine_state as _machine_state
 
 _vmalloc_node_range = _vm.__vmalloc_node_range   # module level: no class-name mangling
 _free_pages = _pa.__free_pages
@@ -264,6 +265,10 @@ class Machine:
     def set_memory_pressure(self, level):
         """Fill memory with background page cache so free memory sits at the level (0.0–1.0)."""
         _bg.set_memory_pressure(self.k, level)
+
+    def set_machine_state(self, name):
+        """Set the background from a named real machine's capture (workloads.machine_state)."""
+        _machine_state.apply_machine_state(self.k, name)
 
     def age(self, steps):
         """Background churn: free a random page-cache extent and allocate a new one, per step."""

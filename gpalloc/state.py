@@ -56,6 +56,7 @@ class Kernel:
         self.sockets = []   # sockets a workload holds open (gpalloc.net.filter), oldest first
         self.lru = [lruvec() for _ in range(nodes)]   # background page-cache extents
         self.kernel_blocks = [lruvec() for _ in range(nodes)]   # background unmovable blocks
+        self.anon = [lruvec() for _ in range(nodes)]   # background anonymous memory (no swap)
         self.in_reclaim = False
         self.clock, self.work_seq, self.deferred = 0, 0, []   # kernel/workqueue.py
         self.module_load_offset = None
