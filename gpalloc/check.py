@@ -4,6 +4,7 @@ from .arch.x86.pgtable_types import _PAGE_NX, _PAGE_PRESENT, _PAGE_RW
 from .bug import InvariantError
 from .mm.page import (
     MAX_ORDER,
+    OWNER_ANON,
     OWNER_PAGECACHE,
     OWNER_PAGETABLE,
     OWNER_PCP,
@@ -97,6 +98,9 @@ def check_page_ownership(k):
     slab = sum(len(b) for b in k.kernel_blocks)
     if owners.get(OWNER_SLAB, 0) != slab:
         fail("kernel blocks", f"{owners.get(OWNER_SLAB, 0)} owned, {slab} recorded")
+    anon = sum(len(a) for a in k.anon)
+    if owners.get(OWNER_ANON, 0) != anon:
+        fail("anon extents", f"{owners.get(OWNER_ANON, 0)} owned, {anon} recorded")
     cached = sum(len(lru) for lru in k.lru)
     if owners.get(OWNER_PAGECACHE, 0) != cached:
         fail("page cache extents", f"{owners.get(OWNER_PAGECACHE, 0)} owned, {cached} on LRUs")

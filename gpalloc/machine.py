@@ -26,7 +26,9 @@ from .mm import page_alloc as _pa
 from .mm import vmalloc as _vm
 from .mm import vmscan as _vmscan
 from .mm.gfp import GFP_KERNEL, gfp_t
+from .mm.mmzone import LAYOUTS as _LAYOUTS
 from .mm.mmzone import NUMA_NO_NODE
+from .mm.mmzone import Layout as _Layout
 from .mm.page import MAX_ORDER, OWNER_KERNEL, PAGE_SIZE
 from .mm.vmstat import ALWAYS_REPORTED
 from .proc import meminfo as _meminfo
@@ -40,6 +42,7 @@ from .units import memparse
 from .workloads import background as _bg
 from .workloads import events as _events
 from .workloads import from_proc as _from_proc
+from .workloads import machine_state as _machine_state
 
 _vmalloc_node_range = _vm.__vmalloc_node_range   # module level: no class-name mangling
 _free_pages = _pa.__free_pages
@@ -90,11 +93,17 @@ class Machine:
     ``boot_4k``: how much of the direct map boot already maps with 4K pages (2 MiB
     multiples; real machines show 30–150 MB, e.g. 30,720 kB on a 6.18 VM with no
     modules, data/machines/fcvm-6.18/meminfo.txt).
+    ``layout``: the physical memory layout (gpalloc.mm.mmzone.LAYOUTS): "flat" (the
+    model's simplified one: DMA32 to 4 GiB, no holes), "qemu-q35" or "qemu-pc" (a QEMU
+    guest's E820 map: 2 or 3 GiB below the PCI hole, the rest from 4 GiB).
+    ``thp``: transparent hugepages enabled (khugepaged runs), so min_free_kbytes is
+    set_recommended_min_free_kbytes()'s (67,584 kB with three zones).
     """
 
     def __init__(self, nodes=1, node_mem="4G", gbpages=True, cpus_per_node=2, seed=0,
                  patches=None, boot_4k="30M", kaslr=True, faults=(), design=None,
-                 list_head=_UNSET, nr_scanned_quirk=_UNSET, unmapped_cache=_UNSET):
+                 list_head=_UNSET, nr_scanned_quirk=_UNSET, unmapped_cache=_UNSET,
+                 layout="flat", thp=False):
         _check_int("nodes", nodes, 1, 64)
         _check_int("cpus_per_node", cpus_per_node, 1, 256)
         _check_int("seed", seed, 0)
@@ -114,17 +123,22 @@ class Machine:
                                                  ("unmapped_cache", unmapped_cache))
                    if value is not _UNSET}
         d = _designs.create(design, patches, **options)
+        if layout not in _LAYOUTS:
+            raise ValueError(f"layout: unknown layout {layout!r}; known: {_LAYOUTS}")
+        if not isinstance(thp, bool):
+            raise ValueError(f"thp: expected True or False, got {thp!r}")
         node_pages = mem // PAGE_SIZE
         self.config = dict(nodes=nodes, node_mem=node_mem, gbpages=bool(gbpages),
                            cpus_per_node=cpus_per_node, seed=seed, design=d.name,
                            patches=_designs.patches_of(type(d)), boot_4k=boot_4k,
-                           kaslr=bool(kaslr), faults=tuple(faults),
+                           kaslr=bool(kaslr), faults=tuple(faults), layout=layout, thp=thp,
                            **{key: getattr(d, key) for key in d.OPTIONS})
         self.capture = None   # set by from_proc(): the parsed /proc data it was built from
         self.k = Kernel(nodes=nodes, node_pages=node_pages, cpus_per_node=cpus_per_node,
                         gbpages=bool(gbpages),
                         boot_4k_regions=boot_4k_region_list(b4k, nodes * node_pages),
-                        seed=seed, design=d, kaslr=bool(kaslr), faults=faults)
+                        seed=seed, design=d, kaslr=bool(kaslr), faults=faults,
+                        layout=_Layout(nodes, node_pages, layout), thp=thp)
 
     @property
     def design(self):
@@ -252,6 +266,10 @@ class Machine:
     def set_memory_pressure(self, level):
         """Fill memory with background page cache so free memory sits at the level (0.0–1.0)."""
         _bg.set_memory_pressure(self.k, level)
+
+    def set_machine_state(self, name):
+        """Set the background from a named real machine's capture (workloads.machine_state)."""
+        _machine_state.apply_machine_state(self.k, name)
 
     def age(self, steps):
         """Background churn: free a random page-cache extent and allocate a new one, per step."""

@@ -29,10 +29,12 @@ class Kernel:
 
     ``design`` (a gpalloc.designs.Design) is the kernel design this machine runs;
     its own state lives on it, and it is initialised last, like an initcall.
+    ``layout``: a gpalloc.mm.mmzone.Layout (or a capture's); ``thp``: khugepaged runs,
+    so min_free_kbytes is set_recommended_min_free_kbytes()'s.
     """
 
     def __init__(self, *, nodes, node_pages, cpus_per_node, gbpages, boot_4k_regions, seed,
-                 design, kaslr, faults, layout=None):
+                 design, kaslr, faults, layout=None, thp=False):
         self.nr_nodes, self.node_pages = nodes, node_pages
         # a layout of the model's own, or one taken from a capture (workloads.from_proc)
         self.layout = layout or Layout(nodes, node_pages)
@@ -54,6 +56,7 @@ class Kernel:
         self.sockets = []   # sockets a workload holds open (gpalloc.net.filter), oldest first
         self.lru = [lruvec() for _ in range(nodes)]   # background page-cache extents
         self.kernel_blocks = [lruvec() for _ in range(nodes)]   # background unmovable blocks
+        self.anon = [lruvec() for _ in range(nodes)]   # background anonymous memory (no swap)
         self.in_reclaim = False
         self.clock, self.work_seq, self.deferred = 0, 0, []   # kernel/workqueue.py
         self.module_load_offset = None
@@ -70,7 +73,8 @@ class Kernel:
             self.zones.append(z)
         self._zone_by = {(z.nid, z.zid): z for z in self.zones}
         self.alloc_ctx = {}   # (gfp, preferred node) → zonelist, zone, migratetype, flags
-        setup_per_zone_wmarks(self.zones)
+        self.thp = thp   # khugepaged runs (THP enabled = always or madvise)
+        self.min_free_kbytes = setup_per_zone_wmarks(self.zones, thp)
         setup_per_zone_lowmem_reserve(self.node_zones)
         self.boot_4k_regions = frozenset(boot_4k_regions)
         self.dmap = kernel_physical_mapping_init(self, boot_4k_regions, gbpages)

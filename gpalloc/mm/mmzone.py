@@ -1,11 +1,25 @@
 """Nodes and zones (include/linux/mmzone.h, mm/page_alloc.c boot code), x86-64 layout.
 
-Simplified physical layout (documented in the notebooks): node ``n`` owns the
-contiguous range ``[n*node_mem, (n+1)*node_mem)``; ZONE_DMA is the first 16 MiB,
-ZONE_DMA32 runs to 4 GiB, ZONE_NORMAL above; there are no E820 holes.  Memblock
-reservations that never reach the buddy allocator are: the first 1 MiB, the
-kernel image (48 MiB at 16 MiB) and each node's memmap (64 bytes per 4 KiB page,
-at the top of the node, as memblock allocates top-down).
+Two physical layouts (``Layout(..., layout=...)``):
+
+* ``"flat"`` (the model's original, simplified one): node ``n`` owns the contiguous range
+  ``[n*node_mem, (n+1)*node_mem)``; ZONE_DMA is the first 16 MiB, ZONE_DMA32 runs to
+  4 GiB, ZONE_NORMAL above; there are no E820 holes.
+* ``"qemu-q35"`` / ``"qemu-pc"``: a QEMU x86 guest's RAM as the firmware's E820 map gives
+  it (docs/reference/v5.11-fragmentation.md §5.3): QEMU's ``pc_q35_init()``
+  (hw/i386/pc_q35.c) puts 2 GiB below 4 GiB when RAM ≥ 2.75 GiB, ``pc_init1()``
+  (hw/i386/pc_piix.c) 3 GiB when RAM ≥ 3.5 GiB; the rest starts at 4 GiB.  The PCI hole
+  between ``lowmem`` and 4 GiB, the E820 holes below 1 MiB (pfn 0 and the EBDA/BIOS area
+  0x9f000–0xfffff) and the firmware's reserved top of low RAM are *holes*: inside a zone's
+  span, not present.  With RAM above 4 GiB the kernel reserves the 64 MiB swiotlb bounce
+  buffer below 4 GiB (v5.11 arch/x86/kernel/pci-swiotlb.c ``pci_swiotlb_detect_4gb()``,
+  kernel/dma/swiotlb.c ``swiotlb_init()``: ``memblock_alloc_low`` of ``IO_TLB_DEFAULT_SIZE``).
+  Simplification: the direct map covers the holes too (the kernel maps E820 RAM only), as
+  for a captured machine's holes (gpalloc.workloads.from_proc.CapturedLayout).
+
+Memblock reservations that never reach the buddy allocator are, in both: the first 1 MiB,
+the kernel image (48 MiB at 16 MiB) and each node's memmap (64 bytes per 4 KiB page, at the
+top of the node, as memblock allocates top-down).
 """
 
 from bisect import bisect_right
@@ -13,7 +27,9 @@ from collections import OrderedDict
 from math import isqrt
 
 from .gfp import MIGRATE_MOVABLE, MIGRATE_PCPTYPES, ZONE_DMA, ZONE_DMA32, ZONE_NAMES, ZONE_NORMAL
-from .page import MAX_ORDER, PAGE_SHIFT
+from .page import MAX_ORDER, PAGE_SHIFT, pageblock_order
+
+pageblock_nr_pages = 1 << pageblock_order
 
 NUMA_NO_NODE = -1   # include/linux/numa.h: "any node" (the local one, or round-robin)
 ZONE_LIMITS = {ZONE_DMA: (16 << 20) >> PAGE_SHIFT, ZONE_DMA32: (4 << 30) >> PAGE_SHIFT}
@@ -22,35 +38,83 @@ sysctl_lowmem_reserve_ratio = (256, 256, 32)
 watermark_scale_factor = 10
 WMARK_MIN, WMARK_LOW, WMARK_HIGH = 0, 1, 2
 ZONE_BOOSTED_WATERMARK = "ZONE_BOOSTED_WATERMARK"   # enum zone_flags bit (zone->flags)
+LAYOUTS = ("flat", "qemu-q35", "qemu-pc")
+GiB_PAGES = (1 << 30) >> PAGE_SHIFT
+MAX_DMA32_PFN = (4 << 30) >> PAGE_SHIFT
+# QEMU's split of guest RAM below 4 GiB (docs/reference/v5.11-fragmentation.md §5.3):
+# (RAM at or above which the split applies, lowmem then) — q35: pc_q35_init()
+# "ram_size >= 0xb0000000 → lowmem 0x80000000"; pc/i440fx: pc_init1()
+# "ram_size >= 0xe0000000 → lowmem 0xc0000000" (gigabyte_align, current machine types).
+QEMU_LOWMEM = {"qemu-q35": (0xB0000000 >> PAGE_SHIFT, 0x80000000 >> PAGE_SHIFT),
+               "qemu-pc": (0xE0000000 >> PAGE_SHIFT, 0xC0000000 >> PAGE_SHIFT)}
+# SeaBIOS's E820 map below 1 MiB: pfn 0 is not memory to the kernel (the DMA zone starts
+# at pfn 1) and 0x9fc00–0xfffff is reserved (EBDA, VGA, BIOS; the partial page at 0x9f000
+# is dropped): 4095 spanned − 97 = 3,998 present pages, as every QEMU capture's zoneinfo
+# shows (data/machines/debian11-5.10-qemu/zoneinfo.txt: DMA spanned 4095, present 3998).
+E820_LOW_HOLES = ((0, 1), (0x9F, 0x100))
+# The top of low RAM the firmware keeps (ACPI tables, reserved): the 2 GiB guest's DMA32
+# ends at pfn 0x7ffdd, 35 pages short of 2 GiB (same capture: DMA32 start 4096 + spanned
+# 520,157 = 0x7ffdd).
+E820_LOWMEM_TOP_RESERVED = 0x80000 - 0x7FFDD
+IO_TLB_DEFAULT_PAGES = (64 << 20) >> PAGE_SHIFT   # swiotlb: IO_TLB_DEFAULT_SIZE = 64 MiB
 
 
 class Layout:
-    """Which node and zone each pfn belongs to, and which pfns memblock reserved."""
+    """Which node and zone each pfn belongs to, which pfns are holes and which memblock reserved.
 
-    def __init__(self, nodes, node_pages):
-        self.nodes, self.node_pages = nodes, node_pages
-        self.max_pfn = nodes * node_pages
-        self.reserved = []  # sorted, disjoint [start, end) pfn ranges
-        for nid in range(nodes):
-            start = nid * node_pages
-            end = start + node_pages
+    ``layout``: one of LAYOUTS (the module docstring says what each models).  ``holes``
+    are E820 holes (not present); ``reserved`` holds the holes and every memblock
+    reservation (not managed): present = spanned − holes, managed = present − the rest.
+    """
+
+    def __init__(self, nodes, node_pages, layout="flat"):
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout: unknown layout {layout!r}; known: {LAYOUTS}")
+        self.nodes, self.node_pages, self.layout = nodes, node_pages, layout
+        ram = nodes * node_pages
+        self.holes = []
+        if layout == "flat":
+            self.lowmem = ram
+        else:
+            threshold, split = QEMU_LOWMEM[layout]
+            self.lowmem = split if ram >= threshold else ram
+            top = min(self.lowmem, ram)
+            self.holes = [*E820_LOW_HOLES, (top - E820_LOWMEM_TOP_RESERVED, top)]
+            if ram > self.lowmem:
+                self.holes.append((self.lowmem, MAX_DMA32_PFN))
+        self.max_pfn = self.ram_to_pfn(ram - 1) + 1
+        # node n: guest RAM [n*node_pages, (n+1)*node_pages), holes inside its span
+        self.node_spans = [(self.ram_to_pfn(n * node_pages),
+                            self.ram_to_pfn((n + 1) * node_pages - 1) + 1)
+                           for n in range(nodes)]
+        self._node_starts = [s for s, _ in self.node_spans]
+        self.reserved = list(self.holes)  # sorted, disjoint [start, end) pfn ranges
+        for nid, (_start, end) in enumerate(self.node_spans):
             memmap = -(-node_pages * 64 // 4096)           # pages of struct page
             memmap = -(-memmap // 512) * 512                # memblock: 2 MiB aligned
             if nid == 0:
                 self.reserved.append((0, 256))              # real-mode / BIOS area
                 self.reserved.append(KERNEL_IMAGE)
             self.reserved.append((end - memmap, end))
-        self.reserved.sort()
+        if self.holes and self.max_pfn > MAX_DMA32_PFN:    # swiotlb, below the top hole
+            top = min(self.lowmem, ram) - E820_LOWMEM_TOP_RESERVED
+            self.reserved.append((top - IO_TLB_DEFAULT_PAGES, top))
+        self.reserved = _merge_ranges(self.reserved)
         self._res_starts = [r[0] for r in self.reserved]
         self.zone_spans = []   # (nid, zid, start, end)
-        for nid in range(nodes):
-            start, end = nid * node_pages, (nid + 1) * node_pages
+        for nid, (start, end) in enumerate(self.node_spans):
             lo = start
             for zid in (ZONE_DMA, ZONE_DMA32, ZONE_NORMAL):
                 hi = min(end, ZONE_LIMITS.get(zid, end))
                 if hi > lo:
                     self.zone_spans.append((nid, zid, lo, hi))
                     lo = hi
+
+    def ram_to_pfn(self, index):
+        """The pfn of the index-th page of guest RAM (RAM above ``lowmem`` starts at 4 GiB)."""
+        if index < self.lowmem:
+            return index
+        return index - self.lowmem + MAX_DMA32_PFN
 
     def pfn_node_zone(self, pfn):
         """page_to_nid() and page_zonenum() for a pfn."""
@@ -62,7 +126,9 @@ class Layout:
             zid = ZONE_DMA32
         else:
             zid = ZONE_NORMAL
-        return pfn // self.node_pages, zid
+        if not self.holes:
+            return pfn // self.node_pages, zid
+        return bisect_right(self._node_starts, pfn) - 1, zid
 
     def is_reserved(self, pfn):
         """memblock_is_reserved() for a pfn."""
@@ -81,6 +147,22 @@ class Layout:
         if cur < end:
             out.append((cur, end))
         return out
+
+    def present_pages(self, start, end):
+        """zone->present_pages for a span: its pages minus the E820 holes in it."""
+        return (end - start) - sum(max(0, min(end, he) - max(start, hs))
+                                   for hs, he in self.holes)
+
+
+def _merge_ranges(ranges):
+    """Sorted, disjoint [start, end) ranges covering the same pfns."""
+    out = []
+    for s, e in sorted(ranges):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
 
 
 class per_cpu_pages:
@@ -164,11 +246,51 @@ def zone_batchsize(managed):
     return (1 << (n.bit_length() - 1)) - 1 if n > 1 else 0
 
 
-def setup_per_zone_wmarks(zones):
-    """__setup_per_zone_wmarks() with init_per_zone_wmark_min()'s min_free_kbytes."""
+def init_per_zone_wmark_min(zones):
+    """init_per_zone_wmark_min() (v5.11 mm/page_alloc.c): min_free_kbytes = √(lowmem kB × 16).
+
+    Clamped to 128 kB … 256 MiB (v5.11's upper bound is 262,144 kB); lowmem = every zone's
+    managed pages (64-bit: no highmem).
+    """
+    lowmem_kbytes = sum(z.managed_pages for z in zones) * 4
+    return min(max(isqrt(lowmem_kbytes * 16), 128), 262144)
+
+
+def set_recommended_min_free_kbytes(zones, min_free_kbytes):
+    """set_recommended_min_free_kbytes() (v5.11 mm/khugepaged.c): THP's min_free_kbytes.
+
+    Run when khugepaged starts (THP ``enabled`` = always or madvise): for every populated
+    zone up to gfp_zone(GFP_USER) (ZONE_NORMAL), two pageblocks free plus
+    MIGRATE_PCPTYPES² pageblocks for fragmentation avoidance — 512 × nr_zones × (2 + 9)
+    pages — capped at 5 % of nr_free_buffer_pages() (managed − high watermark, summed over
+    the zones), and used only when larger than the current value.  With DMA, DMA32 and
+    Normal populated: 16,896 pages = 67,584 kB (docs/reference/v5.11-fragmentation.md §5.1,
+    confirmed by /proc/sys/vm/min_free_kbytes on the 6.18 VM here).
+    """
+    populated = [z for z in zones if z.managed_pages and z.zid <= ZONE_NORMAL]
+    recommended = pageblock_nr_pages * len(populated) * (2 + MIGRATE_PCPTYPES * MIGRATE_PCPTYPES)
+    buffer_pages = sum(max(0, z.managed_pages - z.high_wmark_pages()) for z in populated)
+    recommended = min(recommended, buffer_pages // 20) << (PAGE_SHIFT - 10)
+    return max(recommended, min_free_kbytes)
+
+
+def setup_per_zone_wmarks(zones, thp=False):
+    """__setup_per_zone_wmarks() from min_free_kbytes; returns min_free_kbytes.
+
+    min_free_kbytes is init_per_zone_wmark_min()'s, then — with ``thp`` (khugepaged
+    running) — set_recommended_min_free_kbytes()'s, which recomputes the watermarks.
+    """
+    min_free_kbytes = init_per_zone_wmark_min(zones)
+    _set_wmarks(zones, min_free_kbytes)
+    if thp:
+        min_free_kbytes = set_recommended_min_free_kbytes(zones, min_free_kbytes)
+        _set_wmarks(zones, min_free_kbytes)
+    return min_free_kbytes
+
+
+def _set_wmarks(zones, min_free_kbytes):
+    """__setup_per_zone_wmarks(): min shared by managed pages, low/high gaps above it."""
     lowmem_pages = sum(z.managed_pages for z in zones)
-    lowmem_kbytes = lowmem_pages * 4
-    min_free_kbytes = min(max(isqrt(lowmem_kbytes * 16), 128), 262144)
     pages_min = min_free_kbytes >> 2
     for z in zones:
         tmp = pages_min * z.managed_pages // lowmem_pages

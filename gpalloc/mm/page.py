@@ -26,8 +26,13 @@ OWNER_GROUPED = "grouped"      # waiting in RFC 2/3's grouped page cache
 OWNER_PAGECACHE = "pagecache"  # background page-cache extent
 OWNER_SLAB = "slab"            # background unmovable kernel block
 OWNER_PAGETABLE = "pagetable"  # a direct-map page table made by a CPA split
+OWNER_ANON = "anon"            # background anonymous (user) memory: movable, not file LRU
 PAGE_OWNERS = (OWNER_KERNEL, OWNER_PCP, OWNER_VMALLOC, OWNER_GROUPED, OWNER_PAGECACHE,
-               OWNER_SLAB, OWNER_PAGETABLE)
+               OWNER_SLAB, OWNER_PAGETABLE, OWNER_ANON)
+# Owners whose pages are PageLRU() and movable (v5.11 mm/page_alloc.c move_freepages_block()
+# counts them as movable_pages for steal_suitable_fallback(); compaction migrates them):
+# page cache and anonymous memory are both GFP_HIGHUSER_MOVABLE LRU pages.
+MOVABLE_OWNERS = (OWNER_PAGECACHE, OWNER_ANON)
 
 
 class Page:

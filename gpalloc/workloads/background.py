@@ -12,6 +12,11 @@ on the LRU in random order (mixed lifetimes), so reclaim frees scattered memory.
 fresh one.  A share of the background is unmovable kernel memory (slab, page
 tables, stacks) so that unmovable pageblocks are spread through memory too.
 
+``background_from_capture(k, capture)`` is the measured alternative to the knob (the
+experiments' named machine states, gpalloc.workloads.machine_state): the fill level,
+the split between kernel memory, anonymous memory and page cache, and the free blocks
+per order all come from a real machine's /proc/meminfo and /proc/buddyinfo.
+
 Bulk simplification (said so in the notebooks): the kernel allocates page cache
 one 4 KiB page at a time; the model allocates and frees it in extents of
 32–512 KiB (orders 3–7, like readahead windows), so a few thousand objects stand
@@ -28,8 +33,8 @@ from ..mm.gfp import (
     GFP_KERNEL,
     gfp_t,
 )
-from ..mm.page import OWNER_PAGECACHE, OWNER_SLAB
-from ..mm.page_alloc import __free_pages, alloc_pages, alloc_pages_node
+from ..mm.page import MAX_ORDER, OWNER_ANON, OWNER_PAGECACHE, OWNER_SLAB, pageblock_order
+from ..mm.page_alloc import __free_pages, alloc_pages, alloc_pages_node, drain_all_pages
 
 GFP_BACKGROUND_FILL = gfp_t((GFP_HIGHUSER_MOVABLE & ~__GFP_RECLAIM) | __GFP_NOWARN
                             | __GFP_THISNODE)
@@ -81,10 +86,12 @@ def release_extent(k, nid, pfn):
 
 
 def release_all(k):
-    """Give every background extent and kernel block back (the machine goes idle)."""
+    """Give every background extent, anon extent and kernel block back (the machine goes idle)."""
     for nid in range(k.nr_nodes):
         for pfn in list(k.lru[nid]):
             release_extent(k, nid, pfn)
+        for pfn in list(k.anon[nid]):
+            _release(k, k.anon[nid], pfn)
         for pfn in list(k.kernel_blocks[nid]):
             release_kernel_block(k, nid, pfn)
 
@@ -195,3 +202,193 @@ def order9_free_blocks(k, nid=None):
     """How many 2 MiB-capable free blocks exist (order-9 count + 2 × order-10 count)."""
     zones = k.zones if nid is None else k.node_zones[nid]
     return sum(z.nr_free[9] + 2 * z.nr_free[10] for z in zones)
+
+
+# ============================================================================ from a capture
+
+CAPTURE_KERNEL_FIELDS = ("Slab", "PageTables", "KernelStack")   # unmovable kernel memory
+SCALES = ("ram", "absolute")
+CARVE_ORDERS = 3   # a hole is cut from an extent at most this many orders up (object bound)
+
+
+def capture_targets(k, nid, capture, scale):
+    """Pages of kernel memory, anon, page cache and free blocks per order for one node.
+
+    From the capture's /proc/meminfo (kB): kernel = Slab + PageTables + KernelStack,
+    anon = AnonPages, page cache = Cached + Buffers, other = the rest of MemTotal − MemFree
+    (memory meminfo does not itemise: vmalloc and driver pages, percpu, a balloon driver's
+    pages — all unmovable); free = MemFree.  From /proc/buddyinfo: free
+    blocks of orders 0–8 (summed over the capture's nodes and zones), and the share of the
+    order ≥ 9 free memory in order-10 blocks (``share10``).  ``scale``:
+    "ram" — each amount as the same share of RAM (a machine whose page cache has grown
+    with its RAM); "absolute" — the same kB and block counts (a machine just booted:
+    boot reads the same files whatever the RAM).  Each node gets 1/nodes of the capture.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"scale: must be one of {SCALES}, got {scale!r}")
+    mi = capture["meminfo"]
+    managed = sum(z.managed_pages for z in k.node_zones[nid])
+    total = mi["MemTotal"] // 4
+    factor = managed / total if scale == "ram" else 1 / k.nr_nodes
+    kernel = sum(mi.get(f, 0) for f in CAPTURE_KERNEL_FIELDS) // 4
+    anon = mi.get("AnonPages", 0) // 4
+    used = total - mi["MemFree"] // 4
+    cache = (mi.get("Cached", 0) + mi.get("Buffers", 0)) // 4
+    small, large = [0] * pageblock_order, [0, 0]
+    for row in capture.get("buddyinfo", ()):
+        for order in range(pageblock_order):
+            small[order] += row["free"][order]
+        large[0] += row["free"][pageblock_order] << pageblock_order
+        large[1] += row["free"][MAX_ORDER - 1] << (MAX_ORDER - 1)
+    out = dict(kernel=kernel * factor, anon=anon * factor, cache=cache * factor,
+               other=max(0, used - kernel - anon - cache) * factor,
+               small=[round(n * factor) for n in small])
+    out["free"] = managed - out["kernel"] - out["anon"] - out["cache"] - out["other"]
+    out = {key: (v if key == "small" else int(v)) for key, v in out.items()}
+    out["share10"] = large[1] / sum(large) if sum(large) else 1.0
+    return out
+
+
+def _fill_movable(k, nid):
+    """Movable extents over every free page of a node: order 9 first, then what is left.
+
+    Returns {pfn: order}.  Like fill_node, the last pages below the min watermark are taken
+    too (__GFP_MEMALLOC), so the frees that follow decide all of the free memory.
+    """
+    out = {}
+    for order in range(pageblock_order, -1, -1):
+        while True:
+            page = alloc_pages_node(k, nid, GFP_BACKGROUND_FILL | __GFP_MEMALLOC, order)
+            if page is None:
+                break
+            out[page.pfn] = order
+    return out
+
+
+def _carve(k, extents, by_order, hole_order):
+    """Free one order-``hole_order`` block out of a larger allocated extent.
+
+    The extent (a random one of one of the CARVE_ORDERS smallest larger orders held: a bound
+    on the pieces each hole makes) is cut the way the buddy
+    allocator's expand() would cut it: the hole, and one piece of each order from the
+    hole's up to the extent's (its buddies), which stay allocated — so the hole cannot
+    merge, and stays a free block of exactly that order, as in the capture's buddyinfo.
+    """
+    orders = [o for o in range(hole_order + 1, MAX_ORDER) if by_order[o]][:CARVE_ORDERS]
+    if not orders:
+        return False
+    rng = k.rng
+    order = rng.choice(orders)
+    lst = by_order[order]
+    i = rng.randrange(len(lst))
+    lst[i], lst[-1] = lst[-1], lst[i]
+    pfn = lst.pop()
+    del extents[pfn]
+    hole = pfn + (rng.randrange(1 << (order - hole_order)) << hole_order)
+    for o in range(hole_order, order):
+        piece = (hole & ~((1 << o) - 1)) ^ (1 << o)
+        page = k.pages.pfn_to_page(piece)
+        page._refcount, page.owner, page.order = 1, OWNER_PAGECACHE, o
+        extents[piece] = o
+        by_order[o].append(piece)
+    page = k.pages.pfn_to_page(hole)
+    page._refcount, page.owner, page.order = 1, OWNER_PAGECACHE, hole_order
+    __free_pages(k, page, hole_order)
+    return True
+
+
+def _free_pageblocks(k, extents, pages, share10):
+    """Free whole order-9 extents (pageblocks) for ``pages`` of free memory; returns pages freed.
+
+    ``share10`` of them in buddy pairs (they merge into order-10 blocks), the rest alone with
+    their buddy kept allocated (they stay order-9 blocks) — the capture's order-9/10 split.
+    """
+    whole = [pfn for pfn, order in extents.items() if order == pageblock_order]
+    k.rng.shuffle(whole)
+    step, freed, kept = 1 << pageblock_order, 0, set()
+    for pfn in whole:   # pairs first
+        if freed + 2 * step > pages * share10:
+            break
+        buddy = pfn ^ step
+        if pfn & step or extents.get(buddy) != pageblock_order:
+            continue
+        for p in (pfn, buddy):
+            __free_pages(k, k.pages.pfn_to_page(p), pageblock_order)
+            del extents[p]
+        freed += 2 * step
+    for pfn in whole:   # then single pageblocks whose buddy stays in use
+        if freed + step > pages:
+            break
+        if pfn in kept or extents.get(pfn) != pageblock_order:
+            continue
+        kept.add(pfn ^ step)
+        __free_pages(k, k.pages.pfn_to_page(pfn), pageblock_order)
+        del extents[pfn]
+        freed += step
+    return freed
+
+
+def background_from_capture(k, capture, scale="ram"):
+    """Set every node's background from a real machine's meminfo and buddyinfo.
+
+    The model's stand-ins, in the kernel's terms (docs/reference/v5.11-fragmentation.md §5):
+    kernel memory (Slab, PageTables, KernelStack) as unmovable blocks of orders 0–3
+    (GFP_KERNEL: they claim Unmovable pageblocks, as slab growth does); the memory meminfo
+    does not itemise as unmovable blocks as large as fit, up to 2 MiB (hv_balloon's
+    alloc_balloon_pages() takes 2 MiB GFP_HIGHUSER blocks; vmalloc's order-0 pages are
+    bulked: an ESTIMATE of their placement); anonymous memory
+    (do_anonymous_page(): GFP_HIGHUSER_MOVABLE, order 0; no swap, so reclaim leaves it)
+    and page cache (page_cache_ra_unbounded(): GFP_HIGHUSER_MOVABLE order-0 pages on the
+    file LRU) as movable extents; then the free memory: the capture's free blocks of
+    orders 0–8, each freed out of an allocated extent so that it stays that order (what
+    order-0 page-cache and anon frees leave), and the rest of MemFree as whole pageblocks,
+    paired into order-10 blocks in the capture's proportion.
+    Simplification (bulk, so object counts stay bounded): used memory is held in
+    buddy-aligned extents of orders 0–9, not page by page; reclaim frees an extent at a
+    time; LRU order is random (mixed lifetimes).  ``scale``: see capture_targets().
+    """
+    if "meminfo" not in capture or "MemTotal" not in capture["meminfo"]:
+        raise ValueError("capture: needs a meminfo with MemTotal and MemFree")
+    release_all(k)
+    rng = k.rng
+    for nid in range(k.nr_nodes):
+        t = capture_targets(k, nid, capture, scale)
+        kernel = 0
+        while kernel < t["kernel"]:
+            order = rng.choice(KERNEL_ORDERS)
+            if not add_kernel_block(k, nid, order):
+                break
+            kernel += 1 << order
+        order, other = pageblock_order, 0
+        while other < t["other"] and order >= 0:
+            while (1 << order) > t["other"] - other and order:
+                order -= 1
+            if add_kernel_block(k, nid, order):
+                other += 1 << order
+            else:
+                order -= 1
+        extents = _fill_movable(k, nid)
+        small = sum(n << order for order, n in enumerate(t["small"]))
+        freed = _free_pageblocks(k, extents, max(0, t["free"] - small), t["share10"])
+        by_order = [[] for _ in range(MAX_ORDER)]
+        for pfn, order in extents.items():
+            by_order[order].append(pfn)
+        for order in range(pageblock_order - 1, -1, -1):
+            for _ in range(t["small"][order]):
+                if freed + (1 << order) > t["free"] or not _carve(k, extents, by_order, order):
+                    break
+                freed += 1 << order
+        order_lru = list(extents)
+        rng.shuffle(order_lru)
+        anon = 0
+        for pfn in order_lru:
+            order = extents[pfn]
+            if anon < t["anon"]:
+                k.pages.pfn_to_page(pfn).owner = OWNER_ANON
+                k.anon[nid].add(pfn, order)
+                anon += 1 << order
+            else:
+                k.pages.pfn_to_page(pfn).owner = OWNER_PAGECACHE
+                k.lru[nid].add(pfn, order)
+    drain_all_pages(k)
+    k.trace("background_from_capture", scale=scale)
