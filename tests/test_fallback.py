@@ -10,12 +10,15 @@ Each test builds the zone state it needs by hand: every free block of the zone i
 (``_drain``), then single pageblocks are laid out page by page (``_lay``).
 """
 
+import random
+
 import pytest
 
 from gpalloc import GFP_KERNEL, Machine
 from gpalloc.mm import page_alloc as pa
 from gpalloc.mm.gfp import (
     __GFP_NOWARN,
+    GFP_ATOMIC,
     MIGRATE_MOVABLE,
     MIGRATE_RECLAIMABLE,
     MIGRATE_UNMOVABLE,
@@ -428,8 +431,6 @@ def test_fragmenting_allocation_end_to_end(m):
 def test_random_unmovable_churn_on_a_full_machine_keeps_invariants(seed):
     """Unmovable allocations and frees on a machine filled with page cache: fragmenting
     steals boost, kswapd reclaims the boost, and Machine.check() holds throughout."""
-    import random
-
     m = Machine(node_mem="256M", seed=seed)
     m.set_memory_pressure(0.9)
     k, rng, held = m.k, random.Random(seed), []
@@ -450,3 +451,19 @@ def test_random_unmovable_churn_on_a_full_machine_keeps_invariants(seed):
     m.check()
     assert k.stat["pgsteal_kswapd"] > 0 and k.stat["pageoutrun"] > 0
     assert sum(c["Movable"] for c in m.mixed_pageblocks().values()) > 0
+
+
+def test_atomic_order0_is_checked_against_the_unboosted_min(m):
+    zone = _zone(m)
+    pa.boost_watermark(zone)
+    free = zone._watermark[0] + 100              # above min, below min + boost
+    zone_free, zone.nr_free_pages = zone.nr_free_pages, free
+    try:
+        flags = pa.ALLOC_WMARK_MIN
+        assert not pa.zone_watermark_ok(zone, 0, pa._mark(zone, flags), 0, flags)
+        assert pa._atomic_unboosted_ok(zone, 0, GFP_ATOMIC, flags, 0)
+        assert not pa._atomic_unboosted_ok(zone, 0, GFP_KERNEL, flags, 0)
+        assert not pa._atomic_unboosted_ok(zone, 1, GFP_ATOMIC, flags, 0)
+        assert not pa._atomic_unboosted_ok(zone, 0, GFP_ATOMIC, pa.ALLOC_WMARK_LOW, 0)
+    finally:
+        zone.nr_free_pages = zone_free
