@@ -14,10 +14,11 @@ changes a pageblock's type.
 
 Simplified at the model's granularity (each said where it is done):
 
-* Movable memory is the model's LRU: page-cache extents (``OWNER_PAGECACHE``, orders 3–7)
-  on ``k.lru[nid]``.  An extent migrates as one unit into the free blocks the free
-  scanner isolated, split into as few power-of-two pieces as the free blocks need; each
-  piece goes back on the LRU as the newest entry (``putback_lru_page`` after migration).
+* Movable memory is the model's LRU: page-cache extents (``OWNER_PAGECACHE``) on
+  ``k.lru[nid]`` and anonymous memory (``OWNER_ANON``) on ``k.anon[nid]``.  An extent
+  migrates as one unit into the free blocks the free scanner isolated, split into as few
+  power-of-two pieces as the free blocks need; each piece goes back on its LRU as the
+  newest entry (``putback_lru_page`` after migration).
   Everything else allocated (slab, page tables, vmalloc, pcp-held and reserved pages) is
   an isolation failure.
 * A source pageblock is isolated and migrated in one round (the kernel takes
@@ -44,7 +45,14 @@ from .gfp import (
     gfp_migratetype,
 )
 from .mmzone import get_pageblock_migratetype, per_cpu_pages
-from .page import MAX_ORDER, OWNER_PAGECACHE, OWNER_PCP, PageBuddy, pageblock_order
+from .page import (
+    MAX_ORDER,
+    MOVABLE_OWNERS,
+    OWNER_PAGECACHE,
+    OWNER_PCP,
+    PageBuddy,
+    pageblock_order,
+)
 
 # enum compact_result (include/linux/compaction.h): the order matters, callers take max()
 (COMPACT_NOT_SUITABLE_ZONE, COMPACT_SKIPPED, COMPACT_DEFERRED, COMPACT_NO_SUITABLE_PAGE,
@@ -296,9 +304,14 @@ def _reserved_end(k, pfn):
     return 0
 
 
+def _lru_of(k, page):
+    """The lruvec a movable page is on: page cache on k.lru, anonymous memory on k.anon."""
+    return (k.lru if page.owner == OWNER_PAGECACHE else k.anon)[page.nid]
+
+
 def _is_movable(k, page):
-    """PageLRU (the model's LRU: page-cache extents on their node's lruvec)."""
-    return page.owner == OWNER_PAGECACHE and page.pfn in k.lru[page.nid]
+    """PageLRU (the model's LRU: page-cache and anonymous extents on their node's lruvecs)."""
+    return page.owner in MOVABLE_OWNERS and page.pfn in _lru_of(k, page)
 
 
 def _pageblock_contents(k, zone, block):
@@ -489,12 +502,12 @@ def migrate_extent(k, cc, pfn, npages):
         pieces.append((fpfn, p))
         need -= 1 << p
     src = k.pages.pfn_to_page(pfn)
-    lru = k.lru[src.nid]
+    owner, lru = src.owner, _lru_of(k, src)
     order = lru.remove(pfn)
     for fpfn, p in pieces:
         page = k.pages.pfn_to_page(fpfn)
         _pa.prep_new_page(page, p)
-        page.owner = OWNER_PAGECACHE
+        page.owner = owner
         lru.add(fpfn, p)
     _pa.__free_pages(k, src, order)
     k.stat["pgmigrate_success"] += npages

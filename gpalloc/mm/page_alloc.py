@@ -58,8 +58,8 @@ from .mmzone import (
 )
 from .page import (
     MAX_ORDER,
+    MOVABLE_OWNERS,
     OWNER_KERNEL,
-    OWNER_PAGECACHE,
     OWNER_PCP,
     PG_buddy,
     pageblock_order,
@@ -79,7 +79,7 @@ pageblock_nr_pages = 1 << pageblock_order
 watermark_boost_factor = 15000
 # PageLRU() || __PageMovable(): the owners whose pages move_freepages_block() counts as
 # movable (the model's LRU holds page cache; anon owners join here when the model has them)
-LRU_OWNERS = frozenset((OWNER_PAGECACHE,))
+LRU_OWNERS = frozenset(MOVABLE_OWNERS)   # PageLRU: page cache and anonymous memory
 
 fallbacks = {
     MIGRATE_UNMOVABLE: (MIGRATE_RECLAIMABLE, MIGRATE_MOVABLE),
