@@ -20,7 +20,7 @@ def pcp_pages(m):
 
 
 def min_wmark_kb(m):
-    return 4 * sum(z.min_wmark_pages() for z in m.k.zones)
+    return 4 * sum(z._watermark[0] for z in m.k.zones)   # WMARK_MIN, without boost
 
 
 def background_extents(m):
@@ -100,15 +100,18 @@ def _grouped_ro_areas(level, n=200):
     return m.stats()
 
 
-def test_full_pressure_makes_grouped_allocations_fall_back_and_split_more():
+def test_full_pressure_is_compacted_for_the_grouped_refill():
+    # Page cache is movable: the refill's fallback steal boosts the watermark, kswapd
+    # reclaims the boost and wakes kcompactd, which migrates page cache until a 2 MiB block
+    # is free (v5.11).  The RFC's cache then replenishes from a whole block as on an idle
+    # machine; only unmovable fragmentation makes it fall back (tests/test_compaction.py).
     idle = _grouped_ro_areas(0.0)
     full = _grouped_ro_areas(1.0)
     assert idle["grouped_fallback"] == 0
     assert idle["splits_2m"] == 1                         # one block, one region
-    assert full["grouped_fallback"] > 0
-    assert full["splits_2m"] > idle["splits_2m"]
-    # every fallback page sits in its own place: more regions than replenished blocks
-    assert full["splits_2m"] > full["grouped_replenish"]
+    assert full["compact_daemon_wake"] > 0 and full["compact_isolated"] > 0
+    assert full["grouped_fallback"] == 0
+    assert full["splits_2m"] == idle["splits_2m"]
 
 
 @pytest.mark.parametrize("level", [-0.1, 1.5, "x", True, None, math.nan, "0.5"])

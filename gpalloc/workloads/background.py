@@ -33,6 +33,7 @@ from ..mm.gfp import (
     GFP_KERNEL,
     gfp_t,
 )
+from ..mm.mmzone import WMARK_MIN
 from ..mm.page import MAX_ORDER, OWNER_ANON, OWNER_PAGECACHE, OWNER_SLAB, pageblock_order
 from ..mm.page_alloc import __free_pages, alloc_pages, alloc_pages_node, drain_all_pages
 
@@ -59,7 +60,9 @@ def _node_free(k, nid):
 
 
 def _node_min(k, nid):
-    return sum(z.min_wmark_pages() for z in k.node_zones[nid])
+    # the configured min watermark: the boost that the fill's own fallbacks raise is not a
+    # level of the knob (it goes away once kswapd reclaims it)
+    return sum(z._watermark[WMARK_MIN] for z in k.node_zones[nid])
 
 
 def _add(k, page, order, owner, pools):
