@@ -185,6 +185,7 @@ def mm_alloc(k, cost):
             ok = False
             break
         mm.anon.append(page)
+        k.stat["anon_pages"] += 1
     if not ok:
         mmput(k, mm)
         return None
@@ -195,6 +196,7 @@ def mmput(k, mm):
     """mmput() → exit_mmap() + mmdrop(): user pages, VMAs, page tables (RCU), PGD, mm_struct."""
     for page in mm.anon:
         __free_pages(k, page, 0)
+    k.stat["anon_pages"] -= len(mm.anon)
     for cache, obj in mm.objects:
         kmem_cache_free(k, cache, obj)
     free_pgtables(k, mm.pgtables)

@@ -243,7 +243,10 @@ def kmalloc(k, size, gfp=GFP_KERNEL):
     if size > KMALLOC_MAX_CACHE_SIZE:
         order = get_order(size)
         page = alloc_pages(k, gfp, order)
-        return None if page is None else ("large", page, order)
+        if page is None:
+            return None
+        k.stat["kmalloc_large_pages"] += 1 << order
+        return ("large", page, order)
     s = kmem_cache_of(k, kmalloc_cache_name(size))
     sl = kmem_cache_alloc(k, s, gfp)
     return None if sl is None else ("slab", s, sl)
@@ -254,9 +257,15 @@ def kfree(k, handle):
     if handle is None:
         return
     if handle[0] == "large":
+        k.stat["kmalloc_large_pages"] -= 1 << handle[2]
         __free_pages(k, handle[1], handle[2])
     else:
         kmem_cache_free(k, handle[1], handle[2])
+
+
+def slab_model_pages(k):
+    """Pages this module holds: slab pages of every cache + kmalloc_large() blocks."""
+    return k.stat["slab_pages"] + k.stat["kmalloc_large_pages"]
 
 
 def slab_caches(k):
