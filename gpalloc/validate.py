@@ -30,7 +30,7 @@ MEASUREMENTS = DATA / "measurements"
 VALIDATION_DESIGN = "6.18"
 # data/measurements/README.md, "The captures": the set column of each row
 CALIBRATION_SET = ("b1-00-idle", "b1-01-probe-n1200-k800", "b1-02-probe-n600-k1600",
-                   "b1-03-probe-n400-k2400", "b1-04-probe-n2200-k400", "b2-00-idle",
+                   "b1-03-probe-n400-k2400", "b1-04-probe-n2200-k400",
                    "b2-15-filters-n400-k100", "b2-16-procs-n400-k100", "b2-17-sleep-n400")
 VALIDATION_SET = ("b1-05-filters-n500-k800", "b1-06-filters-n300-k100",
                   "b1-07-filters-n2000-k1600", "b1-08-filters-n1000-k2400",

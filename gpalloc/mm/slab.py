@@ -12,11 +12,11 @@ Simplified, and said so: one node list per cache and no per-CPU slabs or per-CPU
 partial lists (an object goes to the fullest partial slab, the way SLUB's cpu slab
 fills before the next partial is taken); objects are counted, not placed; no debug
 metadata (``s->size`` = the object size).  Object sizes are the ``objsize`` column of
-/proc/slabinfo on this project's 6.18 VM (data/measurements/b2-00-idle); for a v5.11
-distro config they are UNVERIFIED (docs/reference/v5.11-fragmentation.md §4.3) but
-every cache listed keeps its v5.11 order there.  Slab pages are OWNER_KERNEL, like
-every alloc_pages() block (OWNER_SLAB is the background's kernel blocks, counted
-against ``k.kernel_blocks`` by Machine.check()).
+/proc/slabinfo on this project's 6.18 VM (data/measurements/b2-15-filters-n400-k100,
+00-before); for a v5.11 distro config they are UNVERIFIED
+(docs/reference/v5.11-fragmentation.md §4.3) but every cache listed keeps its v5.11 order there.
+Slab pages are OWNER_KERNEL, like every alloc_pages() block (OWNER_SLAB is the
+background's kernel blocks, counted against ``k.kernel_blocks`` by Machine.check()).
 
 gpalloc.net.filter has its own older mini-SLUB (measured objects per slab); this one
 computes the orders, and the two keep separate slabs of the same cache names.
@@ -44,7 +44,7 @@ MIN_PARTIAL, MAX_PARTIAL = 5, 10
 KMALLOC_SHIFT_LOW, KMALLOC_SHIFT_HIGH = 3, 13   # kmalloc-8 .. kmalloc-8k (SLUB: PAGE_SHIFT + 1)
 KMALLOC_MAX_CACHE_SIZE = 1 << KMALLOC_SHIFT_HIGH
 
-# name → (s->size in bytes, flags).  Sizes: objsize in /proc/slabinfo of b2-00-idle (6.18).
+# name → (s->size in bytes, flags).  Sizes: objsize in b2-15's 00-before slabinfo (6.18).
 CACHES = {
     "task_struct": (5888, 0), "mm_struct": (1600, 0), "sighand_cache": (2112, 0),
     "signal_cache": (1152, 0), "files_cache": (704, 0), "vm_area_struct": (192, 0),
