@@ -11,6 +11,8 @@
 #   make bench      python -m benchmarks
 #   make notebooks  re-execute notebooks/*.ipynb in place, in name order (no widget views saved)
 #   make handout    the one-page workshop handout, $(HANDOUT) (gpalloc.viz.handout)
+#   make regenerate every committed model output after a model change: goldens, data/results,
+#                   notebooks, docs/handout.png; then lists prose quoting a changed number
 #   make lint       ruff check
 #   make clean      remove the venv, build outputs and caches
 #
@@ -48,7 +50,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
 .PHONY: venv lab student student-test dashboard site wheel test lint unit live nbval bench \
-  notebooks handout clean stateful-long fuzz-long
+  notebooks handout regenerate clean stateful-long fuzz-long
 
 # --- bootstrap ---------------------------------------------------------------
 
@@ -136,6 +138,10 @@ handout: $(call needs,$(RUNTIME_STAMP))
 	mkdir -p $(dir $(HANDOUT))
 	$(BIN)/python -c 'import sys; from gpalloc import viz; viz.handout(sys.argv[1])' $(HANDOUT)
 	@echo "wrote $(HANDOUT)"
+
+# One command for every committed output a model change moves (tools/regenerate.py).
+regenerate: $(call needs,$(RUNTIME_STAMP))
+	$(BIN)/python tools/regenerate.py
 
 # The long hypothesis budgets (tests/hypothesis_profile.py), randomised, for a nightly or
 # manual run; -rP prints each test's step or example count.

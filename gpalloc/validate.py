@@ -37,7 +37,13 @@ VALIDATION_SET = ("b1-05-filters-n500-k800", "b1-06-filters-n300-k100",
                   "b1-09-filters-n3000-k400-r3", "b1-10-filters-n6000-k800",
                   "b1-11-procs-n600-k800", "b1-12-filters-n2000-k800-r2-untraced",
                   "b1-13-filters-n2000-k800-fill50pct-shmem",
-                  "b1-14-filters-n2000-k800-fill8G-pagecache")
+                  "b1-14-filters-n2000-k800-fill8G-pagecache",
+                  "b2-05-filters-n500-k800", "b2-06-filters-n300-k100",
+                  "b2-07-filters-n2000-k1600", "b2-08-filters-n1000-k2400",
+                  "b2-09-filters-n3000-k400-r3", "b2-10-filters-n6000-k800",
+                  "b2-11-procs-n600-k800", "b2-12-filters-n2000-k800-r2-untraced",
+                  "b2-13-filters-n2000-k800-fill50pct-shmem",
+                  "b2-14-filters-n2000-k800-fill8G-pagecache")
 TOLERANCE = 0.30
 LINES = ("DirectMap4k", "DirectMap2M", "DirectMap1G")
 
