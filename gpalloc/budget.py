@@ -36,6 +36,7 @@ BYTES_PER_PAGE = 480
 BYTES_PER_EVENT = 150
 BYTES_PER_PROGRAM = 1400
 FILL_PAGES_PER_TOUCHED = 32
+EVENTS_PER_PROCESS = 40  # bpf-load --per-process: one process ≈ 6-18 ms (N = 1024-2048 on 8G)
 PAGE_SIZE = 4096
 
 # Print the estimate (and show progress at once) past these; refuse without --force past these.
@@ -132,9 +133,16 @@ def event_count(name, lsmod=None, programs=512, loads=1000):
     return sum(len(v) for v in build_events(name, 0, lsmod=lsmod).values())
 
 
-def experiment_estimate(name, cal, kernels, lsmod=None, programs=512, pages=1, loads=1000):
-    """The Estimate of ``gpalloc experiment NAME`` on ``kernels`` designs."""
+def experiment_estimate(name, cal, kernels, lsmod=None, programs=512, pages=1, loads=1000,
+                        insns=None, rounds=1, per_process=False):
+    """The Estimate of ``gpalloc experiment NAME`` on ``kernels`` designs.
+
+    bpf-load's ``rounds`` multiply its events; with ``per_process`` each program's process
+    (fork, exec, probes, map, socket, exit) counts as EVENTS_PER_PROCESS events.
+    """
     events = event_count(name, lsmod, programs, loads)
+    if name == "bpf-load":
+        events *= rounds * (EVENTS_PER_PROCESS if per_process else 1)
     flag = {"bpf-load": "--programs", "bpf-churn": "--loads"}.get(name, "--lsmod")
     return estimate(events, kernels, cal, pages, kept=programs if name == "bpf-load" else 0,
                     event_flag=flag)

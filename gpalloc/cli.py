@@ -117,6 +117,10 @@ def build_parser():
                         "(held, then closed, as `gpalloc live bpf-filters` runs them)")
     e.add_argument("--rounds", type=_positive_int,
                    help="bpf-load with --insns: load-and-close rounds (default 1)")
+    e.add_argument("--per-process", action="store_true",
+                   help="bpf-load: each program loaded and held by its own process (fork, "
+                        "exec, libbpf's probes, a map, a socket; with --insns a forked child "
+                        "per filter, as `gpalloc live bpf-procs`); all exit at the end")
     e.add_argument("--capture", metavar="DIR",
                    help="start from a captured machine's state (a `gpalloc live` capture or "
                         "phase folder, or a /proc capture with zoneinfo and pagetypeinfo)")
@@ -186,12 +190,14 @@ def kernels(args):
 def scenario_args(args):
     """The workload options that apply to the chosen scenario."""
     wanted = {"fedora-bpf": ("lsmod",), "modules": ("lsmod",),
-              "bpf-load": ("programs", "pages", "insns", "rounds"),
+              "bpf-load": ("programs", "pages", "insns", "rounds", "per_process"),
               "bpf-churn": ("loads", "pages")}
     if getattr(args, "rounds", None) and not getattr(args, "insns", None):
         raise ValueError("--rounds: only with --insns (rounds of classic socket filters)")
+    if getattr(args, "per_process", False) and args.scenario != "bpf-load":
+        raise usage.UsageError("--per-process", "only with bpf-load", args.scenario)
     return {name: getattr(args, name) for name in wanted[args.scenario]
-            if getattr(args, name) is not None}
+            if getattr(args, name) not in (None, False)}
 
 
 class Progress:

@@ -28,18 +28,25 @@ RUN_KEYS = ("DirectMap4k", "DirectMap2M", "DirectMap1G", "splits_2m", "splits_1g
 
 
 def build_events(name, seed, lsmod=None, programs=512, pages=1, loads=1000, test_tag_stride=1,
-                 insns=None, rounds=1):
-    """The phases (name → event list) of a scenario; deterministic for a seed."""
+                 insns=None, rounds=1, per_process=False, selftest_processes=True):
+    """The phases (name → event list) of a scenario; deterministic for a seed.
+
+    ``per_process``: bpf-load's programs each in their own process; ``selftest_processes``:
+    fedora-bpf's runners as processes (Calibration.selftest_processes).
+    """
     rng = random.Random(seed)
+    if per_process and name != "bpf-load":
+        raise ValueError(f"per_process: only for bpf-load, not {name}")
     if name == "fedora-bpf":
         return scenario.fedora_bpf_events(rng, lsmod or scenario.DEFAULT_LSMOD,
-                                          test_tag_stride=test_tag_stride)
+                                          test_tag_stride=test_tag_stride,
+                                          selftest_processes=selftest_processes)
     if name == "modules":
         if lsmod is None:
             raise ValueError("modules: --lsmod FILE is required")
         return scenario.modules_events(rng, lsmod)
     if name == "bpf-load":
-        return scenario.bpf_load_events(programs, pages, insns, rounds)
+        return scenario.bpf_load_events(programs, pages, insns, rounds, per_process)
     if name == "bpf-churn":
         return scenario.bpf_churn_events(loads, pages)
     raise ValueError(f"scenario: unknown {name!r}; choose from {', '.join(SCENARIOS)}")
@@ -109,7 +116,8 @@ def run_experiment(name, seed=0, cal=None, kernels=None, progress_factory=None,
     """
     kernels = kernel_runs(designs.BASELINE_VS_GROUPED if kernels is None else kernels)
     cal = cal or scenario.Calibration()
-    phases = build_events(name, seed, **kw)
+    extra = {"selftest_processes": cal.selftest_processes} if name == "fedora-bpf" else {}
+    phases = build_events(name, seed, **kw, **extra)
     n_events = sum(len(v) for v in phases.values())
     meminfo = read_source(cal.capture)["meminfo"] if cal.capture is not None else \
         Machine(seed=seed, **cal.machine_kwargs()).meminfo()

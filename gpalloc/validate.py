@@ -12,8 +12,10 @@ on DirectMap4k growth and the 1G split count exact.
 
 Nothing here calibrates: the model's inputs come from the capture's pre-run phase and
 the CALIBRATION set (gpalloc.workloads.from_proc, gpalloc.net.filter; data/README.md).
-``bpf-procs`` captures (one process per filter) are played as filters: the model has no
-per-process kernel memory (fork, page tables, stacks) yet, which is the gap that shows.
+``bpf-procs`` captures (one process per filter) are played per process (``bpf-load
+--per-process --insns K``): each filter in a forked child whose kernel memory is the
+``python-fork`` cost measured on the calibration captures b2-15/b2-16
+(gpalloc.workloads.process).
 """
 
 from statistics import mean
@@ -28,7 +30,8 @@ MEASUREMENTS = DATA / "measurements"
 VALIDATION_DESIGN = "6.18"
 # data/measurements/README.md, "The captures": the set column of each row
 CALIBRATION_SET = ("b1-00-idle", "b1-01-probe-n1200-k800", "b1-02-probe-n600-k1600",
-                   "b1-03-probe-n400-k2400", "b1-04-probe-n2200-k400")
+                   "b1-03-probe-n400-k2400", "b1-04-probe-n2200-k400",
+                   "b2-15-filters-n400-k100", "b2-16-procs-n400-k100", "b2-17-sleep-n400")
 VALIDATION_SET = ("b1-05-filters-n500-k800", "b1-06-filters-n300-k100",
                   "b1-07-filters-n2000-k1600", "b1-08-filters-n1000-k2400",
                   "b1-09-filters-n3000-k400-r3", "b1-10-filters-n6000-k800",
@@ -64,9 +67,13 @@ def measured_rounds(capture):
 
 
 def workload(capture):
-    """The experiment arguments of a capture's command (programs, insns, rounds)."""
+    """The experiment arguments of a capture's command (programs, insns, rounds, and
+    per_process for a ``bpf-procs`` capture)."""
     p = capture["provenance"]["parameters"]
-    return {"programs": p["programs"], "insns": p["insns"], "rounds": p.get("rounds", 1)}
+    kw = {"programs": p["programs"], "insns": p["insns"], "rounds": p.get("rounds", 1)}
+    if p.get("kind") == "bpf-procs":
+        kw["per_process"] = True
+    return kw
 
 
 def model_rounds(folder, seed, design, kw):

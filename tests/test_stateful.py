@@ -71,10 +71,12 @@ from gpalloc import designs as registry
 from gpalloc.arch.x86.module import MODULES_END
 from gpalloc.arch.x86.pgtable_types import _PAGE_NX, _PAGE_PRESENT, _PAGE_RW, PG_LEVEL_4K
 from gpalloc.designs.v5_11 import Linux511
+from gpalloc.kernel import fork as _fork
 from gpalloc.mm import compaction
 from gpalloc.mm.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE, gfp_zone
 from gpalloc.mm.page import PAGE_OFFSET, PAGE_SIZE
 from gpalloc.mm.page_alloc import build_zonelist, prep_new_page
+from gpalloc.mm.slab import slab_model_pages
 from gpalloc.mm.vmalloc import VMALLOC_END, busy_areas
 from gpalloc.procfs import read_proc_dir
 from gpalloc.workloads.events import (
@@ -86,6 +88,7 @@ from gpalloc.workloads.events import (
     Trampoline,
 )
 from gpalloc.workloads.machine_state import machine_state_names
+from gpalloc.workloads.process import PROCESS_COSTS
 
 # Module level on purpose: a name starting with "__" inside a class body is mangled.
 GFP_KERNEL_ZERO = GFP_KERNEL | __GFP_ZERO
@@ -182,6 +185,7 @@ def _merges_back(m):
 class GpallocStateMachine(RuleBasedStateMachine):
     areas = Bundle("areas")
     held = Bundle("held")
+    tasks = Bundle("tasks")
     kernel = ("design", "5.11")   # test_stateful runs one subclass per entry of KERNELS
     steps = runs = 0   # over every run of a test: rules run (after boot), runs
     starts = set()     # where the runs started
@@ -593,6 +597,27 @@ class GpallocStateMachine(RuleBasedStateMachine):
         for addr, area in self.live.items():   # the test's own areas are untouched
             assert self.m.find_vm_area(addr) is not None and addr in before, area
 
+    # ------------------------------------------------------------ processes
+    @rule(target=tasks, cost=st.sampled_from(sorted(PROCESS_COSTS)), exec_=st.booleans())
+    def fork(self, cost, exec_):
+        """kernel_clone() (+ exec): stack, PGD, page tables, slab objects, anon pages."""
+        k = self.m.k
+        anon = k.stat["anon_pages"]
+        task = _fork.kernel_clone(k, PROCESS_COSTS[cost])
+        if task is None:   # out of memory: what it took is given back
+            assert k.stat["anon_pages"] == anon
+            return multiple()
+        assert task.mm.pgd.order == PROCESS_COSTS[cost].pgd_order
+        if exec_:
+            _fork.exec_mmap(k, task, PROCESS_COSTS[cost])
+        return task
+
+    @rule(task=consumes(tasks))
+    def exit(self, task):
+        """do_exit(): the mm, the per-task objects (after RCU), the stack (to the CPU cache)."""
+        _fork.do_exit(self.m.k, task)
+        assert task.mm is None and not task.stack
+
     # ------------------------------------------------------------ invariants
     @invariant()
     def count_step(self):   # invariants run after boot and after every rule
@@ -637,8 +662,10 @@ class GpallocStateMachine(RuleBasedStateMachine):
             f"VmallocUsed {mi['VmallocUsed']} kB, live areas hold {in_areas} pages"
         slab = sum(blocks.nr_pages for blocks in m.k.kernel_blocks)   # unmovable background
         slab += sum(anon.nr_pages for anon in m.k.anon)                # anonymous background
+        procs = (slab_model_pages(m.k) + m.k.stat["page_table_user_pages"]
+                 + m.k.stat["anon_pages"])   # processes' kernel memory (kernel/fork.py)
         used = (pcp + in_areas + st_.get("grouped_cache_pages", 0) + st_["page_table_pages"]
-                + self.held_pages + slab) * 4 + mi["Cached"]
+                + self.held_pages + slab + procs) * 4 + mi["Cached"]
         assert mi["MemFree"] + used <= mi["MemTotal"], f"{mi} + {used} kB in use"
         assert mi["MemFree"] + used == mi["MemTotal"], \
             f"MemFree {mi['MemFree']} + in use {used} != MemTotal {mi['MemTotal']} kB"

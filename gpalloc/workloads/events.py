@@ -15,6 +15,7 @@ from ..kernel.module import free_module, load_module
 from ..kernel.workqueue import flush_deferred, queue_work, tick
 from ..net.filter import close_all, sk_attach_filter
 from . import background
+from .process import PROCESS_EVENTS, run_process_event
 
 KEEP = None   # lifetime: never freed during the run
 
@@ -106,6 +107,8 @@ def run_event(k, ev):
         page = alloc_insn_page(k)
         if page:
             _schedule(k, ev.lifetime, lambda: free_insn_page(k, page), "kprobe gc")
+    elif isinstance(ev, PROCESS_EVENTS):   # fork/exec/exit (gpalloc.workloads.process)
+        run_process_event(k, ev)
     else:
         raise ValueError(f"event: unknown kind {ev!r}")
 

@@ -50,6 +50,7 @@ from ..resources import data_root
 from .bpf_profile import parse_bpf_profile
 from .events import KEEP, BpfLoad, CloseSockets, ModuleLoad, SocketFilter, Trampoline
 from .lsmod import parse_modules
+from .process import ExitProcesses, ProcessBpfLoad, ProcessFilter, ShortProcess
 from .sections import module_layout
 
 DATA = data_root()
@@ -73,6 +74,11 @@ class Calibration:
     kernel_churn_per_event: int = 1
     migrate_every: int = 50
     capture: str | None = None   # start from this capture's state instead (Machine.from_proc)
+    # fedora-bpf: each selftest runner (test_verifier, test_progs, test_tag) is a process of
+    # its own, forked and exec'd by the shell, living while its programs load (v5.11's
+    # test_progs runs its tests serially in that one process; parallel workers came later,
+    # UNVERIFIED which release).  False: no process memory (the model before issue 12).
+    selftest_processes: bool = True
 
     @classmethod
     def for_capture(cls, capture):
@@ -179,15 +185,26 @@ def test_tag_events(profile, stride=1):
     return events[::stride]
 
 
-def fedora_bpf_events(rng, lsmod=DEFAULT_LSMOD, profile=DEFAULT_PROFILE, test_tag_stride=1):
-    """Boot (modules + systemd BPF), then test_verifier, test_progs, test_tag."""
+def runner_process(events):
+    """A test runner's phase run inside its own process: fork + exec first, exit at the end."""
+    return [ShortProcess(lifetime=len(events) + 1), *events]
+
+
+def fedora_bpf_events(rng, lsmod=DEFAULT_LSMOD, profile=DEFAULT_PROFILE, test_tag_stride=1,
+                      selftest_processes=True):
+    """Boot (modules + systemd BPF), then test_verifier, test_progs, test_tag.
+
+    With ``selftest_processes`` each runner is a process (Calibration.selftest_processes).
+    """
     modules = parse_modules(lsmod)
     prof = parse_bpf_profile(profile)
     boot = interleave(rng, module_events(modules), boot_bpf_events())
-    return {"boot": boot,
-            "test_verifier": test_verifier_events(prof, rng),
-            "test_progs": test_progs_events(prof, rng),
-            "test_tag": test_tag_events(prof, test_tag_stride)}
+    phases = {"test_verifier": test_verifier_events(prof, rng),
+              "test_progs": test_progs_events(prof, rng),
+              "test_tag": test_tag_events(prof, test_tag_stride)}
+    if selftest_processes:
+        phases = {name: runner_process(events) for name, events in phases.items()}
+    return {"boot": boot, **phases}
 
 
 def modules_events(rng, lsmod):
@@ -195,17 +212,28 @@ def modules_events(rng, lsmod):
     return {"boot": module_events(parse_modules(lsmod))}
 
 
-def bpf_load_events(programs, pages, insns=None, rounds=1):
+def bpf_load_events(programs, pages, insns=None, rounds=1, per_process=False):
     """N programs kept loaded: eBPF programs of P JIT pages (N instances of a BPF tool), or
     with ``insns`` N classic socket filters of K instructions, held then closed, R rounds
-    (``gpalloc live bpf-filters``; phases loaded-rR / closed-rR as its captures name them)."""
+    (``gpalloc live bpf-filters``; phases loaded-rR / closed-rR as its captures name them).
+
+    ``per_process``: each program is loaded and held by its own process — a samples/bpf
+    loader (fork + exec, libbpf's probes, a map, a socket, the program: ProcessBpfLoad),
+    all exiting in a last phase ``exit``; with ``insns`` a forked child per filter, as
+    ``gpalloc live bpf-procs`` runs them (ProcessFilter; closed-rR = the children exit).
+    """
     if insns is None:
+        if per_process:
+            return {"bpf_load": [ProcessBpfLoad(64 * pages, jited_bytes_for_pages(pages))
+                                 for _ in range(programs)],
+                    "exit": [ExitProcesses()]}
         return {"bpf_load": [BpfLoad(64 * pages, jited_bytes_for_pages(pages))
                              for _ in range(programs)]}
     phases = {}
     for r in range(1, rounds + 1):
-        phases[f"loaded-r{r}"] = [SocketFilter(insns)] * programs
-        phases[f"closed-r{r}"] = [CloseSockets()]
+        phases[f"loaded-r{r}"] = ([ProcessFilter(insns)] if per_process
+                                  else [SocketFilter(insns)]) * programs
+        phases[f"closed-r{r}"] = [ExitProcesses()] if per_process else [CloseSockets()]
     return phases
 
 
