@@ -1,0 +1,177 @@
+"""Heavy experiment runs computed once per parameters, so a notebook's "Run All" stays short.
+
+``cached_run(name, seed, node_mem, **workload)`` returns what
+``run_experiment(name, seed, cal=Calibration(node_mem=...), machines={}, **workload)``
+gives — the result dict and, per run label, the finished machine — except that each
+machine comes back as a :class:`MachineSnapshot`: the views of it the notebooks draw
+(``direct_map_regions``, ``grouped_block_regions``, ``pagetypeinfo``, ``meminfo``,
+``stats``, ``buddyinfo``, ``config``), taken when the run ended.
+
+Where it comes from, first hit wins:
+
+1. this process's memory (a re-run cell costs nothing);
+2. a committed file ``data/results/runs/<key>.json`` written by :func:`write_cached`
+   (``python -m gpalloc.runcache``) — used only if its ``model`` fingerprint is the
+   fingerprint of the model's source as it is now (:func:`model_fingerprint`), so an
+   edited model never shows stale numbers, it recomputes;
+3. run_experiment() itself.
+
+tests/test_runcache.py checks that a snapshot shows what its machine shows and that a
+committed file is what the model computes.
+"""
+
+import copy
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+from .experiments import run_experiment
+from .workloads import scenario
+
+CACHE_DIR = scenario.DATA / "results" / "runs"
+#: the runs the notebooks use (notebook 05): (scenario, seed, node_mem, workload options)
+NOTEBOOK_RUNS = (("fedora-bpf", 0, None, {}), ("fedora-bpf", 0, "64G", {}),
+                 ("modules", 0, None, {"lsmod": "default"}))
+_memory = {}
+
+
+class MachineSnapshot:
+    """A finished Machine's views, frozen: what viz.direct_map_picture and the notebooks read."""
+
+    def __init__(self, views):
+        self._views = views
+
+    @classmethod
+    def of(cls, m):
+        """Take the views of a Machine now."""
+        return cls({"direct_map_regions": [int(c) for c in m.direct_map_regions()],
+                    "grouped_block_regions": list(m.grouped_block_regions()),
+                    "pagetypeinfo": [[nid, zone, counts]
+                                     for (nid, zone), counts in m.pagetypeinfo().items()],
+                    "buddyinfo": [[nid, zone, counts]
+                                  for (nid, zone), counts in m.buddyinfo().items()],
+                    "meminfo": dict(m.meminfo()), "stats": _plain(m.stats()),
+                    "config": _plain(m.config)})
+
+    def direct_map_regions(self):
+        """Machine.direct_map_regions() when the run ended (a numpy uint8 array)."""
+        import numpy as np
+        return np.asarray(self._views["direct_map_regions"], dtype=np.uint8)
+
+    def grouped_block_regions(self):
+        """Machine.grouped_block_regions() when the run ended."""
+        return list(self._views["grouped_block_regions"])
+
+    def pagetypeinfo(self):
+        """Machine.pagetypeinfo() when the run ended."""
+        return {(nid, zone): dict(counts) for nid, zone, counts in self._views["pagetypeinfo"]}
+
+    def buddyinfo(self):
+        """Machine.buddyinfo() when the run ended."""
+        return {(nid, zone): list(counts) for nid, zone, counts in self._views["buddyinfo"]}
+
+    def meminfo(self):
+        """Machine.meminfo() when the run ended."""
+        return dict(self._views["meminfo"])
+
+    def stats(self):
+        """Machine.stats() when the run ended."""
+        return copy.deepcopy(self._views["stats"])
+
+    @property
+    def config(self):
+        """Machine.config."""
+        return copy.deepcopy(self._views["config"])
+
+    def __repr__(self):
+        return f"<MachineSnapshot DirectMap4k={self._views['meminfo'].get('DirectMap4k')} kB>"
+
+
+def _plain(value):
+    """JSON's view of a value (tuples → lists), so memory and file give the same thing."""
+    return json.loads(json.dumps(value))
+
+
+def _workload(kw):
+    kw = dict(kw)
+    if kw.get("lsmod") == "default":
+        kw["lsmod"] = scenario.DEFAULT_LSMOD
+    return kw
+
+
+def cache_key(name, seed=0, node_mem=None, **kw):
+    """The file name (without .json) of a run's parameters."""
+    parts = [name, f"seed{seed}", node_mem or scenario.Calibration().node_mem]
+    parts += [f"{key}={Path(str(v)).name}" for key, v in sorted(kw.items())]
+    return "-".join(parts).replace("/", "_")
+
+
+def model_fingerprint():
+    """SHA-256 over the source of the model (every gpalloc/*.py but the views and widgets)
+    and the calibration data the runs read: a committed run is current only with it."""
+    root = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    skip = {"runcache.py", "widgets.py", "viz.py", "cli.py", "quiz.py", "tables.py"}
+    files = sorted(p for p in root.rglob("*.py") if p.name not in skip and "live" not in p.parts)
+    files += [scenario.DEFAULT_LSMOD, scenario.DEFAULT_PROFILE]
+    for path in files:
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def compute(name, seed=0, node_mem=None, **kw):
+    """run_experiment() of these parameters, its machines as snapshots (no cache)."""
+    cal = scenario.Calibration() if node_mem is None else scenario.Calibration(node_mem=node_mem)
+    machines = {}
+    result = run_experiment(name, seed=seed, cal=cal, machines=machines, **_workload(kw))
+    return result, {label: MachineSnapshot.of(m) for label, m in machines.items()}
+
+
+def _from_file(path, kw):
+    data = json.loads(path.read_text())
+    if data.get("model") != model_fingerprint():
+        return None
+    result = data["result"]
+    for run in result["runs"].values():   # run_experiment's tuples
+        run["timeline"] = [tuple(step) for step in run["timeline"]]
+    if "lsmod" in kw:     # this checkout's path, as run_experiment gives it
+        result["workload"]["lsmod"] = str(_workload(kw)["lsmod"])
+    return result, {label: MachineSnapshot(v) for label, v in data["machines"].items()}
+
+
+def cached_run(name, seed=0, node_mem=None, **kw):
+    """(result, {run label: MachineSnapshot}) of run_experiment with these parameters.
+
+    From memory, else a current committed file, else computed (and kept in memory).
+    ``lsmod="default"`` names scenario.DEFAULT_LSMOD.  The result is a fresh copy each
+    call, so a notebook may change it.
+    """
+    key = cache_key(name, seed, node_mem, **kw)
+    if key not in _memory:
+        path = CACHE_DIR / f"{key}.json"
+        got = _from_file(path, kw) if path.is_file() else None
+        _memory[key] = got if got is not None else compute(name, seed, node_mem, **kw)
+    result, snapshots = _memory[key]
+    return copy.deepcopy(result), dict(snapshots)
+
+
+def write_cached(runs=NOTEBOOK_RUNS, out=CACHE_DIR):
+    """Compute each run and write data/results/runs/<key>.json (the committed cache)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, seed, node_mem, kw in runs:
+        result, snapshots = compute(name, seed, node_mem, **kw)
+        path = out / f"{cache_key(name, seed, node_mem, **kw)}.json"
+        path.write_text(json.dumps({"model": model_fingerprint(), "result": result,
+                                    "machines": {k: s._views for k, s in snapshots.items()}},
+                                   separators=(",", ":")) + "\n")
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":   # python -m gpalloc.runcache: regenerate the committed runs
+    for p in write_cached():
+        print(p, file=sys.stderr)
