@@ -96,3 +96,183 @@ def test_ram_sweep_parallel_puts_the_largest_runs_first(monkeypatch):
     assert [t[0] for t in seen] == ["16G", "16G", "4G", "4G"]
     assert [r["node_mem"] for r in rows] == ["4G", "16G"]
     assert rows[0]["reduction_pct"] == 50.0 and rows[0]["unmovable_pageblocks"] == 7
+
+
+# ---------------------------------------------------------------- fast paths beside the kernel's
+
+def _state(m):
+    """Everything a run's numbers come from: pages, free lists, pcp lists, direct map, vmap."""
+    k = m.k
+    pages = {pfn: (p.nid, p.zid, p._refcount, p.page_type, p.private, p.owner, p.order,
+                   p.pcp_mt, p.contents) for pfn, p in sorted(k.pages._pages.items())}
+    zones = [(z.nr_free_pages, list(z.nr_free), [[list(lst) for lst in o] for o in z.free_area],
+              [list(r) for r in z.pristine], dict(z.pageblock_mt),
+              {cpu: (p.count, [list(lst) for lst in p.lists]) for cpu, p in z.pcp.items()})
+             for z in k.zones]
+    vm = k.vmap
+    return (pages, zones, dict(k.stat), k.dmap.direct_pages_count, dict(k.dmap.pte),
+            dict(k.dmap.pmd), dict(k.dmap.gb), list(vm.starts), list(vm.free_starts),
+            dict(vm.free_end), m.meminfo(), k.rng.getstate())
+
+
+def _workload(m, rng, n=400):
+    live = []
+    for _ in range(n):
+        r = rng.random()
+        if r < 0.4 or not live:
+            size = rng.randint(1, 24) * 4096
+            a = m.module_alloc(size) if rng.random() < 0.5 else m.vmalloc(size)
+            if a is not None:
+                m.set_vm_flush_reset_perms(a)
+                m.set_memory_ro(a, size // 4096)
+                live.append(a)
+        elif r < 0.8:
+            m.vfree(live.pop(rng.randrange(len(live))))
+        else:
+            m.cpu = rng.randrange(m.k.nr_cpus)
+    return live
+
+
+def _slow_paths(monkeypatch):
+    """Undo every fast path: the reading paths only."""
+    from gpalloc.designs import v5_11
+    from gpalloc.mm import page as page_mod
+    from gpalloc.mm import vmalloc as vmalloc_mod
+    from gpalloc.state import Kernel
+
+    init = page_mod.PageStore.__init__
+
+    def plain_init(self, layout):
+        init(self, layout)
+        del self.pfn_to_page, self.peek           # the methods again
+        self._pages = dict(self._pages)          # and a plain dict behind them
+
+    monkeypatch.setattr(page_mod.PageStore, "__init__", plain_init)
+    monkeypatch.setattr(Kernel, "zone_of", Kernel.page_zone)
+    monkeypatch.setattr(vmalloc_mod, "_find_fit", _plain_find_fit)
+    monkeypatch.setattr(vmalloc_mod, "vmalloc_page_gfp", vmalloc_mod._vmalloc_page_gfp)
+    linux_init = v5_11.Linux511.__init__
+
+    def no_direct_rmqueue(self, **options):
+        linux_init(self, **options)
+        self.__dict__.pop("rmqueue", None)
+
+    monkeypatch.setattr(v5_11.Linux511, "__init__", no_direct_rmqueue)
+
+
+def _plain_find_fit(vm, size, align, vstart, vend):
+    """vmalloc._find_fit as it read before issue 13."""
+    from bisect import bisect_right
+
+    from gpalloc.mm.vmalloc import _align_up
+    starts, ends = vm.free_starts, vm.free_end
+    i = max(bisect_right(starts, vstart) - 1, 0)
+    while i < len(starts) and starts[i] < vend:
+        gap_start = starts[i]
+        addr = _align_up(max(gap_start, vstart), align)
+        if addr + size <= min(ends[gap_start], vend):
+            return addr
+        i += 1
+    return None
+
+
+@pytest.mark.parametrize("design", ["5.11", "rfc", "6.18"])
+def test_fast_paths_leave_the_state_the_reading_paths_leave(monkeypatch, design):
+    from gpalloc import Machine
+
+    def run():
+        m = Machine(nodes=2, node_mem="1G", design=design, seed=5)
+        m.set_memory_pressure(0.4)
+        _workload(m, __import__("random").Random(5))
+        m.check()
+        return _state(m)
+
+    fast = run()
+    with monkeypatch.context() as mp:
+        _slow_paths(mp)
+        slow = run()
+    assert fast == slow
+
+
+def test_the_reading_paths_are_really_used_when_the_fast_ones_are_undone(monkeypatch):
+    from gpalloc import Machine
+    _slow_paths(monkeypatch)
+    m = Machine(node_mem="1G", seed=0)
+    assert type(m.k.pages._pages) is dict and "pfn_to_page" not in vars(m.k.pages)
+    assert "rmqueue" not in vars(m.k.design)
+
+
+def test_memmap_fast_path_is_pfn_to_page():
+    from gpalloc import Machine
+    m = Machine(node_mem="1G", seed=0)
+    store = m.k.pages
+    pfn = m.k.max_pfn - 1
+    assert store.peek(pfn) is None and type(store).peek(store, pfn) is None
+    page = store.pfn_to_page(pfn)
+    assert type(store).pfn_to_page(store, pfn) is page and store.peek(pfn) is page
+    assert (page.pfn, page.nid, page.zid) == (pfn, 0, 1)
+    with pytest.raises(ValueError, match="outside RAM"):
+        store.pfn_to_page(m.k.max_pfn)
+    assert store.peek(m.k.max_pfn) is None
+
+
+def test_zone_of_is_page_zone_for_every_boundary():
+    from gpalloc import Machine
+    m = Machine(nodes=3, node_mem="3G", seed=0)
+    k = m.k
+    edges = sorted({p for _, _, s, e in k.layout.zone_spans for p in (s, e)})
+    for pfn in [0, 1, 511, 512] + [e + d for e in edges for d in (-513, -1, 0, 1, 512)]:
+        if 0 <= pfn < k.max_pfn:
+            assert k.zone_of(pfn) is k.page_zone(pfn), pfn
+            assert k.zone_of(pfn) is k.page_zone(pfn), pfn   # and from the region cache
+        else:
+            with pytest.raises(ValueError):
+                k.zone_of(pfn)
+
+
+def test_zone_of_never_caches_a_region_a_zone_boundary_cuts():
+    from gpalloc.mm.mmzone import Layout
+    from gpalloc.state import Kernel
+    layout = Layout(1, 1 << 18)
+    layout.zone_spans = [(0, 0, 0, 1000), (0, 1, 1000, 1 << 18)]   # cut inside region 1
+    layout.pfn_node_zone = lambda pfn: (0, 0 if pfn < 1000 else 1)
+    k = Kernel.__new__(Kernel)
+    k.layout, k.max_pfn = layout, 1 << 18
+    k._zone_by = {(0, 0): "dma", (0, 1): "dma32"}
+    k._region_zone = {}
+    k._cut_regions = frozenset({1000 >> 9})
+    assert [k.zone_of(p) for p in (999, 1000, 998, 1001)] == ["dma", "dma32", "dma", "dma32"]
+
+
+def test_gfp_fast_paths_are_the_checked_ones():
+    from gpalloc.mm.gfp import __GFP_ZERO, GFP_KERNEL, gfp_t
+    g = GFP_KERNEL | __GFP_ZERO
+    assert type(g) is gfp_t and int(g) == int(GFP_KERNEL) | 0x100
+    assert gfp_t(g) == g and type(gfp_t(g)) is gfp_t
+    assert GFP_KERNEL | 0x100 == g and 0x100 | GFP_KERNEL == g
+    with pytest.raises(ValueError):
+        GFP_KERNEL | (1 << 30)
+
+
+def test_find_fit_is_the_plain_form():
+    import random
+
+    from gpalloc.mm import vmalloc as v
+    rng = random.Random(1)
+    for _ in range(200):
+        vm = v.vmap_state(4)
+        cuts = sorted(rng.sample(range(1, 4000), 40))
+        vm.free_starts = cuts[0::2]
+        vm.free_end = {s: e for s, e in zip(cuts[0::2], cuts[1::2], strict=True)}
+        size, align = rng.randint(1, 300), 1 << rng.randint(0, 8)
+        lo = rng.randint(0, 3000)
+        hi = lo + rng.randint(1, 2000)
+        assert v._find_fit(vm, size, align, lo, hi) == _plain_find_fit(vm, size, align, lo, hi)
+
+
+def test_vmalloc_page_gfp_memo_is_the_function():
+    from gpalloc.mm import gfp as g
+    from gpalloc.mm import vmalloc as v
+    for mask in (g.GFP_KERNEL, g.GFP_KERNEL_ACCOUNT | g.__GFP_ZERO, g.GFP_DMA32, g.GFP_DMA):
+        assert v.vmalloc_page_gfp(mask) == v._vmalloc_page_gfp(mask)
+        assert v.vmalloc_page_gfp(mask) == v.vmalloc_page_gfp(int(mask))
