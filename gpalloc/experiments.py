@@ -16,6 +16,7 @@ from pathlib import Path
 from . import designs
 from .machine import Machine
 from .mm.gfp import ZONE_NAMES
+from .snapshot import MachineSnapshot
 from .units import memparse
 from .workloads import scenario
 from .workloads.from_proc import read_source
@@ -120,9 +121,15 @@ def parallel_map(fn, items, jobs=None):
 
 
 def _run_kernel_task(task):
-    """run_kernel() in a worker process (no progress callback, no Machine back)."""
-    design, phases, cal, seed, check = task
-    return run_kernel(design, phases, cal, seed, check=check)
+    """run_kernel() in a worker process (no progress callback); with ``snapshot``, the
+    finished machine's views too (gpalloc.snapshot.MachineSnapshot: a Machine does not
+    travel between processes)."""
+    design, phases, cal, seed, check, snapshot = task
+    if not snapshot:
+        return run_kernel(design, phases, cal, seed, check=check)
+    kept = []
+    result = run_kernel(design, phases, cal, seed, machines=kept, check=check)
+    return result, MachineSnapshot.of(kept[0])
 
 
 def kernel_runs(kernels):
@@ -142,7 +149,8 @@ def run_experiment(name, seed=0, cal=None, kernels=None, progress_factory=None,
     get each kernel's finished Machine back in it, by run label.  ``check``: also
     Machine.check() after boot and every phase (run_kernel).  ``jobs``: run the kernels
     in that many worker processes (parallel_map; None = default_jobs()); a Machine does not
-    travel between processes, so ``machines`` runs them here.
+    travel between processes, so there ``machines`` gets each one's MachineSnapshot
+    (gpalloc.snapshot: its views at the end of the run) instead.
     """
     kernels = kernel_runs(designs.BASELINE_VS_GROUPED if kernels is None else kernels)
     cal = cal or scenario.Calibration()
@@ -159,10 +167,13 @@ def run_experiment(name, seed=0, cal=None, kernels=None, progress_factory=None,
                         **{k: str(v) for k, v in kw.items() if v is not None}},
            "runs": {}}
     jobs = default_jobs() if jobs is None else jobs
-    if jobs > 1 and machines is None and len(kernels) > 1:
-        results = parallel_map(_run_kernel_task, [(design, phases, cal, seed, check)
+    if jobs > 1 and len(kernels) > 1:
+        snap = machines is not None
+        results = parallel_map(_run_kernel_task, [(design, phases, cal, seed, check, snap)
                                                   for design in kernels.values()], jobs)
         for kname, result in zip(kernels, results, strict=True):
+            if snap:
+                result, machines[kname] = result
             out["runs"][kname] = result
             if progress_factory:   # each bar fills when its run comes back
                 bar = progress_factory(kname, n_events)

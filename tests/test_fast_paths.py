@@ -69,11 +69,20 @@ def test_parallel_runs_fill_each_progress_bar_once():
     assert all(b.done == b.total == r["workload"]["events"] for b in seen)
 
 
-def test_machines_wanted_means_the_runs_stay_in_this_process():
-    machines = {}
-    r = run_experiment("bpf-load", seed=0, programs=16, jobs=2, machines=machines)
-    assert set(machines) == set(r["runs"])
-    assert machines["baseline"].meminfo()["DirectMap4k"] == r["runs"]["baseline"]["DirectMap4k"]
+def test_machines_from_worker_processes_are_snapshots_of_the_same_machines():
+    import numpy as np
+
+    from gpalloc.snapshot import MachineSnapshot
+    machines, snaps = {}, {}
+    serial = run_experiment("bpf-load", seed=0, programs=16, jobs=1, machines=machines)
+    parallel = run_experiment("bpf-load", seed=0, programs=16, jobs=2, machines=snaps)
+    assert _without_seconds(parallel) == _without_seconds(serial)
+    assert set(snaps) == set(machines) == set(serial["runs"])
+    for label, m in machines.items():
+        s = snaps[label]
+        assert isinstance(s, MachineSnapshot)
+        assert np.array_equal(s.direct_map_regions(), m.direct_map_regions())
+        assert s.meminfo() == m.meminfo() and s.pagetypeinfo() == m.pagetypeinfo()
 
 
 @pytest.mark.slow

@@ -7,6 +7,7 @@ import pytest
 
 from gpalloc import runcache
 from gpalloc.experiments import run_experiment
+from gpalloc.snapshot import MachineSnapshot
 
 SMALL = dict(programs=24, pages=2)
 
@@ -23,7 +24,7 @@ def test_snapshot_shows_what_its_machine_shows():
     machines = {}
     run_experiment("bpf-load", seed=1, machines=machines, **SMALL)
     for m in machines.values():
-        s = runcache.MachineSnapshot.of(m)
+        s = MachineSnapshot.of(m)
         assert np.array_equal(s.direct_map_regions(), m.direct_map_regions())
         assert s.direct_map_regions().dtype == m.direct_map_regions().dtype
         assert s.grouped_block_regions() == m.grouped_block_regions()
