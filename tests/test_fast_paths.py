@@ -285,3 +285,42 @@ def test_vmalloc_page_gfp_memo_is_the_function():
     for mask in (g.GFP_KERNEL, g.GFP_KERNEL_ACCOUNT | g.__GFP_ZERO, g.GFP_DMA32, g.GFP_DMA):
         assert v.vmalloc_page_gfp(mask) == v._vmalloc_page_gfp(mask)
         assert v.vmalloc_page_gfp(mask) == v.vmalloc_page_gfp(int(mask))
+
+
+# ---------------------------------------------------------------- widget memo
+
+def test_a_widget_setting_seen_before_is_shown_from_the_memo(monkeypatch):
+    import numpy as np
+
+    from gpalloc import widgets
+    p = widgets.pressure_explorer(seed=0)
+    computed = []
+    real = widgets.PressureExplorer._compute
+    monkeypatch.setattr(widgets.PressureExplorer, "_compute",
+                        lambda self: computed.append(1) or real(self))
+    level = p.controls["level"]
+    level.value = 0.5
+    first = (p.machine, dict(p.values), p.table.value, p.header.value, p.image.value,
+             p.message.value)
+    level.value = 0.25
+    level.value = 0.5
+    assert len(computed) == 2                       # 0.5 and 0.25, not 0.5 again
+    again = (p.machine, dict(p.values), p.table.value, p.header.value, p.image.value,
+             p.message.value)
+    assert again[0] is first[0] and again[1:] == first[1:]
+    # and the figure shows the remembered machine again
+    codes = p.machine.direct_map_regions()
+    shown = np.asarray(p.figure.axes[0].images[0].get_array()).reshape(-1)[:codes.size]
+    assert np.array_equal(shown, codes)
+    # a new seed is a new run
+    p.controls["seed"].value = 1
+    assert len(computed) == 3 and p.values["seed"] == 1
+
+
+def test_the_widget_memo_keeps_at_most_memo_size_settings():
+    from gpalloc import widgets
+    p = widgets.numa_explorer(seed=0)
+    for n in range(1, 2 + p.MEMO_SIZE):
+        p.controls["allocs"].value = 16 * n
+    assert len(p._memo) == p.MEMO_SIZE
+    assert (2, 16, p.controls["cpus"].value, 0) not in p._memo   # the oldest went first
