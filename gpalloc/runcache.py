@@ -26,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-from .experiments import run_experiment
+from .experiments import default_jobs, run_experiment
 from .snapshot import MachineSnapshot
 from .workloads import scenario
 
@@ -35,6 +35,13 @@ CACHE_DIR = scenario.DATA / "results" / "runs"
 NOTEBOOK_RUNS = (("fedora-bpf", 0, None, {}), ("fedora-bpf", 0, "64G", {}),
                  ("modules", 0, None, {"lsmod": "default"}))
 _memory = {}
+
+
+def _default_lsmod(kw):
+    """lsmod=scenario.DEFAULT_LSMOD (a notebook's spelling) is lsmod="default"."""
+    if "lsmod" in kw and str(kw["lsmod"]) == str(scenario.DEFAULT_LSMOD):
+        kw = {**kw, "lsmod": "default"}
+    return kw
 
 
 def _workload(kw):
@@ -65,12 +72,18 @@ def model_fingerprint():
     return h.hexdigest()
 
 
-def compute(name, seed=0, node_mem=None, **kw):
-    """run_experiment() of these parameters, its machines as snapshots (no cache)."""
+def compute(name, seed=0, node_mem=None, jobs=None, **kw):
+    """run_experiment() of these parameters, its machines as snapshots (no cache).
+
+    The kernels run in worker processes (``jobs``, default experiments.default_jobs()),
+    which hand back their machines' snapshots; with one job they run here.
+    """
     cal = scenario.Calibration() if node_mem is None else scenario.Calibration(node_mem=node_mem)
     machines = {}
-    result = run_experiment(name, seed=seed, cal=cal, machines=machines, **_workload(kw))
-    return result, {label: MachineSnapshot.of(m) for label, m in machines.items()}
+    result = run_experiment(name, seed=seed, cal=cal, machines=machines,
+                            jobs=default_jobs() if jobs is None else jobs, **_workload(kw))
+    return result, {label: m if isinstance(m, MachineSnapshot) else MachineSnapshot.of(m)
+                    for label, m in machines.items()}
 
 
 def _from_file(path, kw):
@@ -92,6 +105,7 @@ def cached_run(name, seed=0, node_mem=None, **kw):
     ``lsmod="default"`` names scenario.DEFAULT_LSMOD.  The result is a fresh copy each
     call, so a notebook may change it.
     """
+    kw = _default_lsmod(kw)
     key = cache_key(name, seed, node_mem, **kw)
     if key not in _memory:
         path = CACHE_DIR / f"{key}.json"

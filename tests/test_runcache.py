@@ -92,3 +92,43 @@ def test_cache_keys_name_the_parameters():
     assert runcache.cache_key("fedora-bpf", 0, "64G") == "fedora-bpf-seed0-64G"
     assert runcache.cache_key("modules", 1, None, lsmod="default") == \
         "modules-seed1-8G-lsmod=default"
+
+
+def test_computed_here_or_in_workers_the_snapshots_agree():
+    one, s1 = runcache.compute("bpf-load", 4, "1G", jobs=1, **SMALL)
+    two, s2 = runcache.compute("bpf-load", 4, "1G", jobs=2, **SMALL)
+    assert _same(one, two)
+    for label in s1:
+        assert s1[label]._views == s2[label]._views
+
+
+@pytest.mark.parametrize("run", runcache.NOTEBOOK_RUNS, ids=lambda r: runcache.cache_key(
+    r[0], r[1], r[2], **r[3]))
+def test_every_committed_run_is_current(run):
+    """The committed data/results/runs files are of the model as it is: regenerate them with
+    `python -m gpalloc.runcache` after changing the model (tests/test_runcache.py)."""
+    name, seed, node_mem, kw = run
+    path = runcache.CACHE_DIR / f"{runcache.cache_key(name, seed, node_mem, **kw)}.json"
+    assert path.is_file(), f"{path} is missing: python -m gpalloc.runcache"
+    assert json.loads(path.read_text())["model"] == runcache.model_fingerprint(), \
+        f"{path} is of an older model: python -m gpalloc.runcache"
+
+
+@pytest.mark.slow
+def test_the_committed_fedora_run_is_what_the_model_computes():
+    name, seed, node_mem, kw = runcache.NOTEBOOK_RUNS[0]
+    path = runcache.CACHE_DIR / f"{runcache.cache_key(name, seed, node_mem, **kw)}.json"
+    result, snaps = runcache._from_file(path, kw)
+    fresh, fresh_snaps = runcache.compute(name, seed, node_mem, **kw)
+    assert _same(result, fresh)
+    assert {k: s._views for k, s in snaps.items()} == {k: s._views for k, s in
+                                                       fresh_snaps.items()}
+
+
+def test_the_default_lsmod_by_path_is_the_default_run(monkeypatch):
+    monkeypatch.setattr(runcache, "_memory", {})
+    seen = []
+    monkeypatch.setattr(runcache, "compute", lambda *a, **kw: seen.append(kw) or ({}, {}))
+    runcache.cached_run("modules", 0, lsmod=runcache.scenario.DEFAULT_LSMOD)
+    runcache.cached_run("modules", 0, lsmod="default")
+    assert seen == [{"lsmod": "default"}]
