@@ -324,3 +324,21 @@ def test_the_widget_memo_keeps_at_most_memo_size_settings():
         p.controls["allocs"].value = 16 * n
     assert len(p._memo) == p.MEMO_SIZE
     assert (2, 16, p.controls["cpus"].value, 0) not in p._memo   # the oldest went first
+
+
+def test_cli_jobs_prints_what_one_job_prints(capsys):
+    from gpalloc.cli import main
+    args = ["experiment", "bpf-load", "--programs", "16", "--quiet", "--kernel", "5.11",
+            "--kernel", "6.18"]
+    assert main([*args, "--jobs", "1"]) == 0
+    one = capsys.readouterr().out
+    assert main([*args, "--jobs", "2"]) == 0
+    assert capsys.readouterr().out == one and "6.18" in one
+
+
+def test_cli_refuses_a_bad_jobs_count(capsys):
+    from gpalloc.cli import main
+    with pytest.raises(SystemExit) as err:
+        main(["experiment", "bpf-load", "--jobs", "0"])
+    assert err.value.code == 2
+    assert "--jobs: must be > 0 (got 0)" in capsys.readouterr().err
