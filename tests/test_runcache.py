@@ -125,7 +125,8 @@ def test_the_committed_fedora_run_is_what_the_model_computes():
                                                        fresh_snaps.items()}
 
 
-def test_the_default_lsmod_by_path_is_the_default_run(monkeypatch):
+def test_the_default_lsmod_by_path_is_the_default_run(monkeypatch, tmp_path):
+    monkeypatch.setattr(runcache, "CACHE_DIR", tmp_path)   # no committed file: computed
     monkeypatch.setattr(runcache, "_memory", {})
     seen = []
     monkeypatch.setattr(runcache, "compute", lambda *a, **kw: seen.append(kw) or ({}, {}))
