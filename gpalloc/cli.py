@@ -21,6 +21,7 @@ from .bug import InvariantError
 from .experiments import (
     RAM_SIZES,
     SCENARIOS,
+    default_jobs,
     ram_sweep,
     run_experiment,
     write_ram_sweep,
@@ -73,6 +74,13 @@ def _sizes(text):
                 "not a size; write a number with an optional K/M/G/T suffix, e.g. 8G",
                 size)) from None
     return sizes
+
+
+def _jobs_arg(p):
+    p.add_argument("--jobs", type=_positive_int, default=default_jobs(),
+                   help="worker processes for the independent runs (default "
+                        f"{default_jobs()}: this machine's cores, at most 2); 1 runs them "
+                        "one after another with a live progress bar")
 
 
 def _bounds_args(p):
@@ -133,12 +141,14 @@ def build_parser():
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--check", action="store_true",
                    help="Machine.check() after every phase of every kernel (W^X on every pfn)")
+    _jobs_arg(e)
     _bounds_args(e)
     r = sub.add_parser("ram-sweep", help="fedora-bpf on machines of several RAM sizes")
     r.add_argument("--seed", type=int, default=0, help="seed for the machine and workload")
     r.add_argument("--sizes", type=_sizes, default=RAM_SIZES,
                    help=f"comma-separated memory sizes (default: {','.join(RAM_SIZES)})")
     r.add_argument("--csv", action="store_true", help="print CSV only (data/results/)")
+    _jobs_arg(r)
     _bounds_args(r)
     q = sub.add_parser("quiz", help="a seeded homework question; -c also prints the answer")
     q.add_argument("kind", choices=KINDS)
@@ -344,7 +354,7 @@ def _run(args, progress):
         report = validate(args.captures, args.seeds, args.kernel)
         return json.dumps(report, indent=1) if args.json else format_validation(report)
     if args.command == "ram-sweep":
-        rows = ram_sweep(args.sizes, args.seed, progress)
+        rows = ram_sweep(args.sizes, args.seed, progress, jobs=args.jobs)
         if args.csv:
             out = io.StringIO()
             write_ram_sweep(rows, out)
@@ -352,6 +362,7 @@ def _run(args, progress):
         return format_ram_sweep(rows, args.seed)
     result = run_experiment(args.scenario, seed=args.seed, cal=calibration(args),
                             kernels=kernels(args), progress_factory=progress, check=args.check,
+                            jobs=args.jobs,
                             **scenario_args(args))
     if args.json:
         return json.dumps(result, indent=1)

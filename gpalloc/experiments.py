@@ -6,13 +6,18 @@ plays the phases, and records the DirectMap counters and flush/split counts.
 """
 
 import csv
+import os
 import random
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from . import designs
 from .machine import Machine
 from .mm.gfp import ZONE_NAMES
+from .snapshot import MachineSnapshot
+from .units import memparse
 from .workloads import scenario
 from .workloads.from_proc import read_source
 
@@ -97,6 +102,43 @@ def run_kernel(design, phases, cal, seed, progress=None, machines=None, check=Fa
     return result
 
 
+def default_jobs():
+    """Worker processes a run uses by default: both cores of a workshop laptop, at most 2.
+
+    1 in Pyodide (JupyterLite): a browser has no processes.
+    """
+    if sys.platform == "emscripten":
+        return 1
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def parallel_map(fn, items, jobs=None):
+    """``[fn(x) for x in items]``, in up to ``jobs`` worker processes when jobs > 1.
+
+    The runs are independent and seeded, so the results are the serial ones, in order
+    (tests/test_fast_paths.py).  ``fn`` and the items must pickle (module-level functions,
+    plain data).  Serial for one item, ``jobs=1`` or in Pyodide.
+    """
+    items = list(items)
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs <= 1 or len(items) <= 1 or sys.platform == "emscripten":
+        return [fn(item) for item in items]
+    with ProcessPoolExecutor(max_workers=min(jobs, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
+def _run_kernel_task(task):
+    """run_kernel() in a worker process (no progress callback); with ``snapshot``, the
+    finished machine's views too (gpalloc.snapshot.MachineSnapshot: a Machine does not
+    travel between processes)."""
+    design, phases, cal, seed, check, snapshot = task
+    if not snapshot:
+        return run_kernel(design, phases, cal, seed, check=check)
+    kept = []
+    result = run_kernel(design, phases, cal, seed, machines=kept, check=check)
+    return result, MachineSnapshot.of(kept[0])
+
+
 def kernel_runs(kernels):
     """Run label → design name: a mapping as given, or each name of a list as its own label."""
     runs = dict(kernels) if isinstance(kernels, dict) else {name: name for name in kernels}
@@ -106,13 +148,16 @@ def kernel_runs(kernels):
 
 
 def run_experiment(name, seed=0, cal=None, kernels=None, progress_factory=None,
-                   machines=None, check=False, **kw):
+                   machines=None, check=False, jobs=1, **kw):
     """Run a scenario on each kernel; returns the JSON-ready dict the CLI prints.
 
     ``kernels``: design names (gpalloc.designs.names()), or a mapping run label →
     design name; default baseline (5.11) vs grouped (rfc).  Pass ``machines={}`` to
     get each kernel's finished Machine back in it, by run label.  ``check``: also
-    Machine.check() after boot and every phase (run_kernel).
+    Machine.check() after boot and every phase (run_kernel).  ``jobs``: run the kernels
+    in that many worker processes (parallel_map; None = default_jobs()); a Machine does not
+    travel between processes, so there ``machines`` gets each one's MachineSnapshot
+    (gpalloc.snapshot: its views at the end of the run) instead.
     """
     kernels = kernel_runs(designs.BASELINE_VS_GROUPED if kernels is None else kernels)
     cal = cal or scenario.Calibration()
@@ -129,7 +174,22 @@ def run_experiment(name, seed=0, cal=None, kernels=None, progress_factory=None,
            "workload": {"phases": {k: len(v) for k, v in phases.items()}, "events": n_events,
                         **{k: str(v) for k, v in kw.items() if v is not None}},
            "runs": {}}
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs > 1 and len(kernels) > 1:
+        snap = machines is not None
+        results = parallel_map(_run_kernel_task, [(design, phases, cal, seed, check, snap)
+                                                  for design in kernels.values()], jobs)
+        for kname, result in zip(kernels, results, strict=True):
+            if snap:
+                result, machines[kname] = result
+            out["runs"][kname] = result
+            if progress_factory:   # each bar fills when its run comes back
+                bar = progress_factory(kname, n_events)
+                bar.update(n_events)
+                bar.close()
     for kname, design in kernels.items():
+        if kname in out["runs"]:
+            continue
         progress = progress_factory(kname, n_events) if progress_factory else None
         try:
             kept = [] if machines is not None else None
@@ -165,7 +225,18 @@ def _reduction(base_4k, run_4k, boot_4k):
     return total, growth
 
 
-def ram_sweep(sizes=RAM_SIZES, seed=0, progress_factory=None):
+def _ram_sweep_task(task):
+    """One (size, run label) of ram_sweep(): the run, boot DirectMap4k, Unmovable pageblocks."""
+    size, seed, label = task
+    machines = {}
+    r = run_experiment("fedora-bpf", seed=seed, cal=scenario.Calibration(node_mem=size),
+                       kernels={label: designs.BASELINE_VS_GROUPED[label]}, machines=machines)
+    blocks = machines[label].pagetypeinfo()
+    top_zone = max(blocks, key=lambda nz: ZONE_NAMES.index(nz[1]))   # one node: its highest
+    return r["runs"][label], r["machine"]["DirectMap4k"], blocks[top_zone]["Unmovable"]
+
+
+def ram_sweep(sizes=RAM_SIZES, seed=0, progress_factory=None, jobs=1):
     """fedora-bpf on one-node machines of each RAM size, the rest of the calibration as is.
 
     One row per size (RAM_SWEEP_FIELDS).  ``unmovable_pageblocks`` is the baseline's
@@ -173,7 +244,12 @@ def ram_sweep(sizes=RAM_SIZES, seed=0, progress_factory=None):
     allocations come from (ZONE_NORMAL; ZONE_DMA32 on a machine with no memory above
     4 GiB): v5.11's unmovable order-0 pages come out of those pageblocks, so the
     baseline splits about that many 2 MiB regions once they are all in use.
+    ``jobs`` > 1 (None = default_jobs()): every (size, kernel) run in worker processes,
+    the largest first; the rows are the serial ones (tests/test_fast_paths.py).
     """
+    jobs = default_jobs() if jobs is None else jobs
+    if jobs > 1:
+        return _ram_sweep_parallel(sizes, seed, jobs)   # no progress bars from workers
     rows = []
     for size in sizes:
         machines = {}
@@ -188,6 +264,24 @@ def ram_sweep(sizes=RAM_SIZES, seed=0, progress_factory=None):
                      "baseline_splits_2m": base["splits_2m"],
                      "grouped_splits_2m": grp["splits_2m"],
                      "unmovable_pageblocks": blocks[top_zone]["Unmovable"]})
+    return rows
+
+
+def _ram_sweep_parallel(sizes, seed, jobs):
+    labels = ("baseline", "grouped")
+    tasks = sorted(((size, seed, label) for size in sizes for label in labels),
+                   key=lambda task: -memparse(task[0]))   # the longest runs first
+    done = dict(zip(tasks, parallel_map(_ram_sweep_task, tasks, jobs), strict=True))
+    rows = []
+    for size in sizes:
+        (base, boot_4k, blocks), (grp, _, _) = (done[(size, seed, label)] for label in labels)
+        reduction = _reduction(base["DirectMap4k"], grp["DirectMap4k"], boot_4k)
+        rows.append({"node_mem": size, "baseline_4k_kb": base["DirectMap4k"],
+                     "grouped_4k_kb": grp["DirectMap4k"], "reduction_pct": reduction[0],
+                     "reduction_of_growth_pct": reduction[1],
+                     "baseline_splits_2m": base["splits_2m"],
+                     "grouped_splits_2m": grp["splits_2m"],
+                     "unmovable_pageblocks": blocks})
     return rows
 
 

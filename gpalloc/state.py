@@ -72,6 +72,11 @@ class Kernel:
             self.node_zones[nid].append(z)
             self.zones.append(z)
         self._zone_by = {(z.nid, z.zid): z for z in self.zones}
+        # zone_of()'s fast path: 2 MiB region → zone, except regions a zone boundary cuts
+        self._region_zone = {}
+        self._cut_regions = frozenset(
+            pfn >> 9 for _, _, start, end in self.layout.zone_spans for pfn in (start, end)
+            if pfn & 511) | ({self.max_pfn >> 9} if self.max_pfn & 511 else frozenset())
         self.alloc_ctx = {}   # (gfp, preferred node) → zonelist, zone, migratetype, flags
         self.thp = thp   # khugepaged runs (THP enabled = always or madvise)
         self.min_free_kbytes = setup_per_zone_wmarks(self.zones, thp)
@@ -92,7 +97,20 @@ class Kernel:
                              "or NUMA_NO_NODE = -1)")
 
     def zone_of(self, pfn):
-        """page_zone()."""
+        """page_zone(): the zone of a pfn, remembered per 2 MiB region.
+
+        A region no zone boundary cuts lies in one zone, so after its first pfn the answer
+        is one dict look-up; the reading path is :meth:`page_zone` (tests/test_fast_paths.py).
+        """
+        zone = self._region_zone.get(pfn >> 9)
+        if zone is None:
+            zone = self.page_zone(pfn)
+            if pfn >> 9 not in self._cut_regions:
+                self._region_zone[pfn >> 9] = zone
+        return zone
+
+    def page_zone(self, pfn):
+        """page_zone(): page_to_nid() and page_zonenum() → the struct zone."""
         return self._zone_by[self.layout.pfn_node_zone(pfn)]
 
     def trace(self, event, **fields):

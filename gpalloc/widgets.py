@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 
 from . import designs, usage, viz
 from .bug import KernelWarning
-from .experiments import run_experiment
+from .experiments import default_jobs, run_experiment
 from .machine import NUMA_NO_NODE, Machine
 from .mm import gfp as _gfp
 from .mm.gfp import GFP_GROUPED, GFP_KERNEL, GFP_KERNEL_ACCOUNT, gfp_t
@@ -97,6 +97,7 @@ class Panel(abc.ABC):
         self.image = W.Image(format="png", layout=W.Layout(max_width="100%", display="none"))
         self._busy = False
         self.widget = W.VBox()
+        self._memo = {}   # _memo_key() → a finished update (see _remember / _recall)
 
     # -------------------------------------------------------------- plumbing
     def _layout(self, *control_rows):
@@ -123,13 +124,19 @@ class Panel(abc.ABC):
         for name in names:
             self.controls[name].observe(self._on_change, names="value")
 
-    def _show_figure(self):
-        """Render the long-lived figure into the Image widget (redraw in place)."""
+    def _show_figure(self, key=None):
+        """Render the long-lived figure into the Image widget (redraw in place); a
+        remembered update's PNG is reused (the same figure gives the same bytes)."""
         if self.figure is None:
             return
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png", dpi=72)
-        self.image.value = buf.getvalue()
+        png = getattr(self, "_png", None)
+        if png is None:
+            buf = io.BytesIO()
+            self.figure.savefig(buf, format="png", dpi=72)
+            png = buf.getvalue()
+            if key in self._memo:
+                self._memo[key] = (*self._memo[key][:4], png)
+        self.image.value = png
         self.image.layout.display = None
 
     @abc.abstractmethod
@@ -147,12 +154,48 @@ class Panel(abc.ABC):
                 raise ValueError(usage.line(name, f"must be a number from {control.min} to "
                                                   f"{control.max}", control.value))
 
+    # -------------------------------------------------------------- memo (issue 13)
+    MEMO_SIZE = 6   # finished updates kept per panel (each keeps its Machine)
+
+    def _memo_key(self):
+        """The parameters an update is a pure function of, or None (not remembered)."""
+        return None
+
+    def _draw(self):
+        """Draw self.machine / self.values into the figure (panels with a memo)."""
+        return None
+
+    def _recall(self, key):
+        """An update seen before: its machine, values, header, table and PNG, drawn again."""
+        machine, values, header, table, png = self._memo[key]
+        self.machine, self.values = machine, dict(values)
+        self.header.value, self.table.value = header, table
+        self._draw()
+        self._png = png
+
+    def _remember(self, key):
+        if len(self._memo) >= self.MEMO_SIZE:
+            self._memo.pop(next(iter(self._memo)))
+        self._memo[key] = (self.machine, dict(self.values), self.header.value,
+                           self.table.value, None)
+
     def refresh(self):
-        """Recompute from the controls and redraw; a refused value becomes a panel message."""
+        """Recompute from the controls and redraw; a refused value becomes a panel message.
+
+        A panel with a ``_memo_key`` shows a setting it has shown before from its memo:
+        same machine, numbers and picture, without re-running the model.
+        """
         self._say("working…")
+        self._png = None
         try:
             self._check_controls()
-            self._compute()
+            key = self._memo_key()
+            if key is not None and key in self._memo:
+                self._recall(key)
+            else:
+                self._compute()
+                if key is not None:
+                    self._remember(key)
         except Exception as exc:   # shown to the learner instead of a traceback
             self.error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) \
                 else str(exc)
@@ -160,7 +203,7 @@ class Panel(abc.ABC):
             return False
         self.error = ""
         self._say(self.values.pop("_note", ""))
-        self._show_figure()
+        self._show_figure(key)
         return True
 
     def _repr_mimebundle_(self, **kwargs):
@@ -357,8 +400,14 @@ class PressureExplorer(Panel):
             ("shrinker calls / pages freed", f"{v['shrinker_calls']} / {v['shrinker_freed']}"),
             ("DirectMap4k (kB)", f"{v['directmap4k_kb']:,}"),
             ("module_alloc failures", failed)])
-        viz.direct_map_picture(m, self.axes[0])
-        viz.buddyinfo_bars(m, self.axes[1])
+        self._draw()
+
+    def _memo_key(self):
+        return (float(self.controls["level"].value), _seed_of(self))
+
+    def _draw(self):
+        viz.direct_map_picture(self.machine, self.axes[0])
+        viz.buddyinfo_bars(self.machine, self.axes[1])
 
 
 def pressure_explorer(seed=0, nodes=1, node_mem="2G"):
@@ -440,7 +489,16 @@ class NumaExplorer(Panel):
             (f"{NUMA_PROBES} more from CPU 0 (node 0): lookup starts at node",
              " ".join(map(str, start_nodes))),
             ("… page came from node", " ".join(map(str, page_nodes)))])
-        viz.cache_bars(m, self.axes[0])
+        self._draw()
+
+    def _memo_key(self):
+        c = self.controls
+        return (int(c["nodes"].value), int(c["allocs"].value), c["cpus"].value, _seed_of(self))
+
+    def _draw(self):
+        v = self.values
+        nodes, replenish = v["nodes"], v["replenish"]
+        viz.cache_bars(self.machine, self.axes[0])
         ax = self.axes[1]
         ax.clear()
         bars = ax.bar(range(nodes), replenish, color=viz.OKABE_ITO["orange"], hatch="..",
@@ -518,8 +576,10 @@ class ExperimentDashboard(Panel):
         t0 = time.perf_counter()
         kernels = designs.BASELINE_VS_GROUPED
         machines = {}
+        # both kernels at once (issue 13): machines come back as their views (MachineSnapshot)
         result = run_experiment(DASHBOARD_SCENARIO, seed=seed, cal=cal, kernels=kernels,
-                                machines=machines, programs=DASHBOARD_PROGRAMS)
+                                machines=machines, programs=DASHBOARD_PROGRAMS,
+                                jobs=default_jobs())
         # The callers' gfp: VM_GROUP_PAGES takes GFP_KERNEL only (exactly GFP_GROUPED after
         # __vmalloc_area_node adds __GFP_NOWARN|__GFP_HIGHMEM); anything else WARNs, NULL.
         probe = Machine(seed=seed, design=kernels["grouped"], **cal.machine_kwargs())
@@ -540,7 +600,7 @@ class ExperimentDashboard(Panel):
         }
         if c["fedora"].value:
             fedora = run_experiment("fedora-bpf", seed=seed, cal=cal,
-                                    test_tag_stride=FEDORA_TEST_TAG_STRIDE)
+                                    test_tag_stride=FEDORA_TEST_TAG_STRIDE, jobs=default_jobs())
             self.values["fedora_reduction_pct"] = fedora["reduction_pct"]
         self.values["seconds"] = round(time.perf_counter() - t0, 2)
         v = self.values

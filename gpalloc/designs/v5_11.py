@@ -32,6 +32,14 @@ class Linux511(Design):
     name = "5.11"
     summary = "Linux v5.11 (x86-64): one page at a time, module_alloc, per-program JIT images"
 
+    def __init__(self, **options):
+        super().__init__(**options)
+        # Fast path (issue 13): where a design keeps v5.11's rmqueue(), the allocator calls
+        # mm/page_alloc.rmqueue itself (k.design.rmqueue(k, ...)), not this method's wrapper
+        # of it, which stays the reading path (tests/test_fast_paths.py).
+        if type(self).rmqueue is Linux511.rmqueue:
+            self.rmqueue = rmqueue
+
     def rmqueue(self, k, zone, order, gfp, alloc_flags, mt):
         """rmqueue(): order 0 from this CPU's pcp list, higher orders from the buddy."""
         return rmqueue(k, zone, order, gfp, alloc_flags, mt)
@@ -46,11 +54,12 @@ class Linux511(Design):
     def vm_area_alloc_pages(self, k, area, node, gfp, nr_pages, vm_flags):
         """__vmalloc_area_node()'s loop: one vm_alloc_page() per page; stops at the first NULL."""
         pages = []
+        vm_alloc_page, append = self.vm_alloc_page, pages.append
         for _ in range(nr_pages):
-            page = self.vm_alloc_page(k, node, vm_flags, gfp)
+            page = vm_alloc_page(k, node, vm_flags, gfp)
             if page is None:
                 break
-            pages.append(page)
+            append(page)
         return pages
 
     def vm_alloc_page(self, k, node, vm_flags, gfp):

@@ -14,6 +14,8 @@ class gfp_t(int):
     """A GFP mask: an int that prints as the kernel prints it and refuses unknown bits."""
 
     def __new__(cls, value=0):
+        if type(value) is cls:   # fast path: already a checked mask (gfp_t is immutable)
+            return value
         value = int(value)
         if value < 0 or value & ~_GFP_BITS_MASK:
             bad = value & ~_GFP_BITS_MASK if value >= 0 else value
@@ -23,6 +25,8 @@ class gfp_t(int):
         return super().__new__(cls, value)
 
     def __or__(self, other):
+        if type(other) is gfp_t:   # fast path: two checked masks give a valid one
+            return int.__new__(gfp_t, int.__or__(self, other))
         return gfp_t(int(self) | int(other))
 
     __ror__ = __or__

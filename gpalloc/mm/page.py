@@ -89,14 +89,37 @@ def virt_to_pfn(addr):
     return (addr - PAGE_OFFSET) >> PAGE_SHIFT
 
 
-class PageStore:
-    """The memmap (vmemmap): pfn → struct page, materialised on first touch."""
+class _Memmap(dict):
+    """pfn → struct page; a missing pfn's page is made on first touch (dict.__missing__)."""
+
+    __slots__ = ("_layout",)
 
     def __init__(self, layout):
-        self._pages = {}
+        super().__init__()
         self._layout = layout
 
-    def pfn_to_page(self, pfn):
+    def __missing__(self, pfn):
+        nid, zid = self._layout.pfn_node_zone(pfn)
+        page = self[pfn] = Page(pfn, nid, zid)
+        return page
+
+
+class PageStore:
+    """The memmap (vmemmap): pfn → struct page, materialised on first touch.
+
+    Fast path (issue 13): ``pfn_to_page`` and ``peek`` are bound in ``__init__`` to the
+    memmap dict's own ``__getitem__`` (its ``__missing__`` makes the page) and ``get``, so
+    the hot path is one C call; the methods below are the reading path and give the same
+    pages (tests/test_fast_paths.py).
+    """
+
+    def __init__(self, layout):
+        self._pages = _Memmap(layout)
+        self._layout = layout
+        self.pfn_to_page = self._pages.__getitem__
+        self.peek = self._pages.get
+
+    def pfn_to_page(self, pfn):   # the reading path; __init__ binds the fast one
         """pfn_to_page(): the struct page of a pfn (created on first touch)."""
         page = self._pages.get(pfn)
         if page is None:

@@ -119,13 +119,24 @@ def _align_up(x, a):
 
 
 def _find_fit(vm, size, align, vstart, vend):
-    """Lowest address in [vstart, vend) where a free gap holds size bytes at this alignment."""
+    """Lowest address in [vstart, vend) where a free gap holds size bytes at this alignment.
+
+    The loop is _align_up/max/min written out (issue 13: it runs over every gap below the
+    fit); tests/test_fast_paths.py checks it against the plain form.
+    """
     starts, ends = vm.free_starts, vm.free_end
-    i = max(bisect_right(starts, vstart) - 1, 0)
-    while i < len(starts) and starts[i] < vend:
+    i = bisect_right(starts, vstart) - 1
+    if i < 0:
+        i = 0
+    mask = align - 1
+    n = len(starts)
+    while i < n:
         gap_start = starts[i]
-        addr = _align_up(max(gap_start, vstart), align)
-        if addr + size <= min(ends[gap_start], vend):
+        if gap_start >= vend:
+            break
+        addr = ((gap_start if gap_start > vstart else vstart) + mask) & ~mask
+        gap_end = ends[gap_start]
+        if addr + size <= (gap_end if gap_end < vend else vend):
             return addr
         i += 1
     return None
@@ -261,11 +272,21 @@ def free_vmap_area_noflush(k, va):
 # ---------------------------------------------------------------- allocation
 
 
+_page_gfp = {}   # vmalloc_page_gfp() by mask: a pure function of it, computed once
+
+
 def vmalloc_page_gfp(gfp):
     """The gfp __vmalloc_area_node() allocates each page with: | __GFP_NOWARN, | __GFP_HIGHMEM.
 
     (__GFP_HIGHMEM only when neither __GFP_DMA nor __GFP_DMA32 is set, as in v5.11.)
     """
+    out = _page_gfp.get(int(gfp))
+    if out is None:
+        out = _page_gfp[int(gfp)] = _vmalloc_page_gfp(gfp)
+    return out
+
+
+def _vmalloc_page_gfp(gfp):
     gfp = gfp_t(gfp | __GFP_NOWARN)
     if not gfp & (__GFP_DMA | __GFP_DMA32):
         gfp = gfp_t(gfp | __GFP_HIGHMEM)
@@ -275,9 +296,9 @@ def vmalloc_page_gfp(gfp):
 def __vmalloc_area_node(k, area, gfp, prot, node, vm_flags):
     """__vmalloc_area_node(): page array, then the pages (vm_area_alloc_pages), then map."""
     nr_pages = (area.size - (0 if area.flags & VM_NO_GUARD else PAGE_SIZE)) >> PAGE_SHIFT
-    nested_gfp = gfp_t((gfp & GFP_RECLAIM_MASK) | __GFP_ZERO)
     array_size = nr_pages * 8
     if array_size > PAGE_SIZE:   # kmalloc otherwise (slab is not modelled)
+        nested_gfp = gfp_t((gfp & GFP_RECLAIM_MASK) | __GFP_ZERO)
         area.nested = __vmalloc_node(k, array_size, 1, nested_gfp, node, area.caller)
         if area.nested is None:
             remove_vm_area_and_free(k, area)
@@ -323,7 +344,8 @@ def __vmalloc_node_range(k, size, align, start, end, gfp, prot, vm_flags, node, 
     Returns the start address, or None (NULL) on failure.
     """
     _validate_vmalloc_args(k, size, align, start, end, vm_flags, node)
-    gfp = gfp_t(gfp)
+    if type(gfp) is not gfp_t:
+        gfp = gfp_t(gfp)
     real_size = size
     size = _align_up(size, PAGE_SIZE)
     flags = VM_ALLOC | VM_UNINITIALIZED | vm_flags
