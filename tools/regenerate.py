@@ -140,7 +140,8 @@ def main(argv=None):
         handout()
     stale = stale_prose(changed)
     if stale:
-        print(f"\n{len(stale)} prose lines quote a number the results no longer have; re-read them:")
+        print(f"\n{len(stale)} prose lines quote a number the results no longer have; "
+              "re-read them:")
         for where, line in stale:
             print(f"  {where}: {line[:110]}")
     return 0
