@@ -429,7 +429,12 @@ REFILL_KEYS = ("kswapd_runs", "compact_stall", "compact_fail", "compact_success"
 def test_rfc_refill_on_a_zone_fragmented_by_unmovable_pages_fails_as_v511_would(v511_kswapd):
     """§3.8: kswapd ×2, async + sync-light compaction, one direct reclaim, then order 0."""
     m = fragmented(unmovable=True, patches=(1, 2))
+    m.k.events.clear()
     _refill(m)
+    steps = [(ev, f.get("mode")) for ev, f in m.k.events
+             if ev in ("compact_zone", "try_to_free_pages") and f.get("zone", "DMA32") == "DMA32"]
+    assert steps == [("compact_zone", c.MIGRATE_ASYNC), ("try_to_free_pages", None),
+                     ("compact_zone", c.MIGRATE_SYNC_LIGHT)]   # async before reclaim
     assert _stats(m, *REFILL_KEYS) == {
         "kswapd_runs": 2, "compact_stall": 2, "compact_fail": 2, "compact_success": 0,
         "allocstall": 1, "grouped_fallback": 1, "grouped_replenish": 0}
