@@ -405,7 +405,12 @@ def test_rfc_refill_on_a_zone_fragmented_by_unmovable_pages_fails_as_v511_would(
     The third kswapd run is the order-0 fallback's: it steals from a Movable pageblock,
     boost_watermark() raises the zone's marks and rmqueue() wakes kswapd (§2.2)."""
     m = fragmented(unmovable=True, patches=(1, 2))
+    m.k.events.clear()
     _refill(m)
+    steps = [(ev, f.get("mode")) for ev, f in m.k.events
+             if ev in ("compact_zone", "try_to_free_pages") and f.get("zone", "DMA32") == "DMA32"]
+    assert steps == [("compact_zone", c.MIGRATE_ASYNC), ("try_to_free_pages", None),
+                     ("compact_zone", c.MIGRATE_SYNC_LIGHT)]   # async before reclaim
     assert _stats(m, *REFILL_KEYS) == {
         "kswapd_runs": 3, "compact_stall": 2, "compact_fail": 2, "compact_success": 0,
         "allocstall": 1, "grouped_fallback": 1, "grouped_replenish": 0}

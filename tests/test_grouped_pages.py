@@ -17,6 +17,7 @@ from gpalloc import (
     Machine,
 )
 from gpalloc.arch.x86.pgtable_types import _PAGE_PRESENT, _PAGE_RW, PG_LEVEL_4K
+from gpalloc.mm.compaction import COMPACT_MAX_DEFER_SHIFT, defer_compaction
 from gpalloc.mm.gfp import __GFP_HIGHMEM, __GFP_MOVABLE, __GFP_ZERO
 from gpalloc.mm.page_alloc import drain_all_pages
 from gpalloc.mm.vmalloc import busy_areas
@@ -214,9 +215,19 @@ def test_every_page_returns_to_the_cache_on_vfree(m):
     m.check()
 
 
+def _compaction_deferred(m):
+    """Every zone as after six failed compactions for order 9: the next 64 attempts are
+    skipped, so an order-9 refill on fragmented memory falls back (v5.11 would compact
+    page cache out of a pageblock otherwise, tests/test_compaction.py)."""
+    for z in m.k.zones:
+        for _ in range(COMPACT_MAX_DEFER_SHIFT):
+            defer_compaction(z, 9)
+
+
 def test_fallback_pages_go_to_the_cache_too():
     m = Machine(nodes=1, node_mem="1G", patches=(1, 2), seed=0)
     m.set_memory_pressure(1.0)
+    _compaction_deferred(m)
     assert m.order9_free_blocks() == 0
     before = m.stats()
     addr = grouped(m, 3)
@@ -389,6 +400,7 @@ def test_unmapped_cache_contents_faults_on_first_vfree_of_fallback_pages():
     m = Machine(nodes=1, node_mem="1G", patches=(1, 2), list_head="contents",
                 unmapped_cache=True)
     m.set_memory_pressure(1.0)
+    _compaction_deferred(m)
     addr = m.vmalloc_node_range(PAGE, vm_flags=VM_GROUP_PAGES)
     assert addr is not None
     assert m.stats()["grouped_fallback"] == 1 and m.stats()["grouped_replenish"] == 0
