@@ -291,6 +291,7 @@ def wakeup_kswapd(k, order, zonelist, gfp=None):
     k.in_reclaim = True
     try:
         balance_pgdat(k, nid, order, highest)
+        _compaction.reset_isolation_suitable(k, nid)   # kswapd_try_to_sleep(): skip bits
         # Not modelled: kswapd_try_to_sleep()'s wakeup_kcompactd(order).  The kernel's kswapd
         # goes to sleep long after the allocating task went through its own slow path (direct
         # compaction); run here, inside the allocation, kcompactd would compact first.
