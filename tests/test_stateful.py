@@ -6,8 +6,7 @@ kernel's executable-memory callers (BPF programs, trampolines, ftrace, kprobes,
 modules, through each design's seams) through one Machine per run, and calls
 ``m.check()`` after every step.  A run starts from (START):
 
-* a small machine: 1–2 nodes of 256M–1G, or a 3G QEMU q35 guest with THP (the PCI hole
-  at 2–4 GiB, set_recommended_min_free_kbytes' watermarks), or
+* a small machine: 1–2 nodes of 256M–1G, or
 * a live capture, ``Machine.from_proc``: data/measurements/b1-00-idle (the idle
   6.18 VM the measurements start from) and the data/machines captures with
   modules, with their nodes, 1G pages and module list (RAM scaled down to
@@ -33,7 +32,7 @@ outside:
   with CPA merge-back may): DirectMap1G never grows, DirectMap4k never shrinks;
   the three cover RAM exactly; DirectMap4k kB == 4 × the number of 4K entries.
 * Page accounting: MemFree + pcp + every live vmalloc area + grouped cache +
-  page tables + pages the test holds + background page cache (Cached), anon and
+  page tables + pages the test holds + background page cache (Cached) and
   kernel blocks == MemTotal (so never more than MemTotal).
 * VmallocUsed == the pages of all live areas; the test's own areas are among
   them with the size it asked for.
@@ -83,7 +82,6 @@ from gpalloc.workloads.events import (
     ModuleLoad,
     Trampoline,
 )
-from gpalloc.workloads.machine_state import machine_state_names
 
 # Module level on purpose: a name starting with "__" inside a class body is mangled.
 GFP_KERNEL_ZERO = GFP_KERNEL | __GFP_ZERO
@@ -92,8 +90,7 @@ P_RW = _PAGE_PRESENT | _PAGE_RW
 ENOMEM, EFAULT = 12, 14
 # (nodes, node_mem): small enough to run out of memory.  2 × 1G is the only shape with a
 # 1G direct-map entry (the first 1G never is one), so it is listed twice.
-SHAPES = [(1, "256M"), (2, "256M"), (1, "512M"), (2, "512M"), (2, "1G"), (2, "1G"),
-          (1, "3G", "qemu-q35")]   # a QEMU guest with the PCI hole (2–4 GiB) and THP's wmarks
+SHAPES = [(1, "256M"), (2, "256M"), (1, "512M"), (2, "512M"), (2, "1G"), (2, "1G")]
 ROOT = Path(__file__).resolve().parents[1]
 # Live captures to start from, parsed once: the idle measurement machine, and the
 # captures that list modules (loaded at boot by from_proc).
@@ -103,11 +100,6 @@ CAPTURES = {name: read_proc_dir(ROOT / path) for name, path in (
     ("rhcos418-hyperv", "data/machines/rhcos418-hyperv"),
     ("ubuntu1404-3.13", "data/machines/ubuntu1404-3.13"))}
 CAPTURE_NODE_MEM = "1G"
-# Named machine states whose background stays small enough for a check() every step (the
-# fragmented ones — desktop-uptime, small-vm-after-boot — hold 30–70 k blocks: tests/
-# test_background.py covers them).
-CHEAP_STATES = [name for name in machine_state_names()
-                if name in ("fresh-boot", "openshift-hyperv")]
 # Half the runs from a small machine, half from a capture.
 STARTS = st.one_of(st.tuples(st.just("shape"), st.sampled_from(SHAPES)),
                    st.tuples(st.just("capture"), st.sampled_from(list(CAPTURES))))
@@ -209,9 +201,7 @@ class GpallocStateMachine(RuleBasedStateMachine):
         kw = {how: what, "seed": seed, **{k: v for k, v in wanted.items() if k in cls.OPTIONS}}
         kind, where = start
         if kind == "shape":
-            nodes, node_mem, *layout = where
-            if layout:
-                kw.update(layout=layout[0], thp=True)
+            nodes, node_mem = where
             self.m = Machine(nodes=nodes, node_mem=node_mem, **kw)
         else:
             self.m = Machine.from_proc(CAPTURES[where], node_mem=CAPTURE_NODE_MEM, **kw)
@@ -536,15 +526,6 @@ class GpallocStateMachine(RuleBasedStateMachine):
         self.m.set_memory_pressure(level)
         self._expect_unchanged_dm(before, "set_memory_pressure")
 
-    @precondition(lambda self: not self.pressured)   # like a pressure refill: once a run
-    @rule(name=st.sampled_from(CHEAP_STATES))
-    def set_machine_state(self, name):
-        """Background from a real machine's meminfo and buddyinfo (kernel, anon, page cache)."""
-        self.pressured = True
-        before = self._stable()
-        self.m.set_machine_state(name)
-        self._expect_unchanged_dm(before, "set_machine_state")
-
     @precondition(lambda self: self.pressured)   # churns the background memory
     @rule(steps=st.integers(1, 50))
     def age(self, steps):
@@ -618,7 +599,6 @@ class GpallocStateMachine(RuleBasedStateMachine):
         assert mi["VmallocUsed"] == 4 * in_areas, \
             f"VmallocUsed {mi['VmallocUsed']} kB, live areas hold {in_areas} pages"
         slab = sum(blocks.nr_pages for blocks in m.k.kernel_blocks)   # unmovable background
-        slab += sum(anon.nr_pages for anon in m.k.anon)                # anonymous background
         used = (pcp + in_areas + st_.get("grouped_cache_pages", 0) + st_["page_table_pages"]
                 + self.held_pages + slab) * 4 + mi["Cached"]
         assert mi["MemFree"] + used <= mi["MemTotal"], f"{mi} + {used} kB in use"
