@@ -6,8 +6,7 @@ kernel's executable-memory callers (BPF programs, trampolines, ftrace, kprobes,
 modules, through each design's seams) through one Machine per run, and calls
 ``m.check()`` after every step.  A run starts from (START):
 
-* a small machine: 1–2 nodes of 256M–1G, or a 3G QEMU q35 guest with THP (the PCI hole
-  at 2–4 GiB, set_recommended_min_free_kbytes' watermarks), or
+* a small machine: 1–2 nodes of 256M–1G, or
 * a live capture, ``Machine.from_proc``: data/measurements/b1-00-idle (the idle
   6.18 VM the measurements start from) and the data/machines captures with
   modules, with their nodes, 1G pages and module list (RAM scaled down to
@@ -33,7 +32,7 @@ outside:
   with CPA merge-back may): DirectMap1G never grows, DirectMap4k never shrinks;
   the three cover RAM exactly; DirectMap4k kB == 4 × the number of 4K entries.
 * Page accounting: MemFree + pcp + every live vmalloc area + grouped cache +
-  page tables + pages the test holds + background page cache (Cached), anon and
+  page tables + pages the test holds + background page cache (Cached) and
   kernel blocks == MemTotal (so never more than MemTotal).
 * VmallocUsed == the pages of all live areas; the test's own areas are among
   them with the size it asked for.
@@ -87,7 +86,6 @@ from gpalloc.workloads.events import (
     ModuleLoad,
     Trampoline,
 )
-from gpalloc.workloads.machine_state import machine_state_names
 from gpalloc.workloads.process import PROCESS_COSTS
 
 # Module level on purpose: a name starting with "__" inside a class body is mangled.
@@ -97,8 +95,7 @@ P_RW = _PAGE_PRESENT | _PAGE_RW
 ENOMEM, EFAULT = 12, 14
 # (nodes, node_mem): small enough to run out of memory.  2 × 1G is the only shape with a
 # 1G direct-map entry (the first 1G never is one), so it is listed twice.
-SHAPES = [(1, "256M"), (2, "256M"), (1, "512M"), (2, "512M"), (2, "1G"), (2, "1G"),
-          (1, "3G", "qemu-q35")]   # a QEMU guest with the PCI hole (2–4 GiB) and THP's wmarks
+SHAPES = [(1, "256M"), (2, "256M"), (1, "512M"), (2, "512M"), (2, "1G"), (2, "1G")]
 ROOT = Path(__file__).resolve().parents[1]
 # Live captures to start from, parsed once: the idle measurement machine, and the
 # captures that list modules (loaded at boot by from_proc).
@@ -210,9 +207,7 @@ class GpallocStateMachine(RuleBasedStateMachine):
         kw = {how: what, "seed": seed, **{k: v for k, v in wanted.items() if k in cls.OPTIONS}}
         kind, where = start
         if kind == "shape":
-            nodes, node_mem, *layout = where
-            if layout:
-                kw.update(layout=layout[0], thp=True)
+            nodes, node_mem = where
             self.m = Machine(nodes=nodes, node_mem=node_mem, **kw)
         else:
             self.m = Machine.from_proc(CAPTURES[where], node_mem=CAPTURE_NODE_MEM, **kw)
@@ -536,15 +531,6 @@ class GpallocStateMachine(RuleBasedStateMachine):
         before = self._stable()
         self.m.set_memory_pressure(level)
         self._expect_unchanged_dm(before, "set_memory_pressure")
-
-    @precondition(lambda self: not self.pressured)   # like a pressure refill: once a run
-    @rule(name=st.sampled_from(machine_state_names()))
-    def set_machine_state(self, name):
-        """Background from a real machine's meminfo and buddyinfo (kernel, anon, page cache)."""
-        self.pressured = True
-        before = self._stable()
-        self.m.set_machine_state(name)
-        self._expect_unchanged_dm(before, "set_machine_state")
 
     @precondition(lambda self: self.pressured)   # churns the background memory
     @rule(steps=st.integers(1, 50))
