@@ -77,10 +77,11 @@ def _sizes(text):
 
 
 def _jobs_arg(p):
-    p.add_argument("--jobs", type=_positive_int, default=default_jobs(),
+    p.add_argument("--jobs", type=_positive_int, default=None,
                    help="worker processes for the independent runs (default "
-                        f"{default_jobs()}: this machine's cores, at most 2); 1 runs them "
-                        "one after another with a live progress bar")
+                        f"{default_jobs()}: this machine's cores, at most 2, except for a run "
+                        "long enough to announce its estimate: 1, so that its progress bar "
+                        "and Ctrl-C's summary are live); 1 runs them one after another")
 
 
 def _bounds_args(p):
@@ -343,6 +344,8 @@ def _prepare(args):
                                else value)
     if est.announce() and not args.quiet:
         print(f"gpalloc: estimate: {est.text()}", file=sys.stderr, flush=True)
+    if getattr(args, "jobs", 0) is None:   # a long run stays in this process: live progress
+        args.jobs = 1 if est.announce() and not args.quiet else default_jobs()
     return Progress(not args.quiet, est.announce(), est.runs)
 
 
