@@ -32,6 +32,7 @@ from .quiz import KINDS, quiz
 from .tables import text_table
 from .units import memparse
 from .validate import VALIDATION_DESIGN, VALIDATION_SET, format_validation, validate
+from .workloads.machine_state import machine_state_names
 from .workloads.scenario import Calibration
 
 TABLE_ROWS = (
@@ -117,7 +118,11 @@ def build_parser():
     e.add_argument("--seed", type=int, default=0, help="seed for the machine and workload")
     e.add_argument("--nodes", type=_positive_int, help="NUMA nodes (default: scenario's)")
     e.add_argument("--node-mem", help="memory per node, e.g. 8G (default: scenario's)")
-    e.add_argument("--pressure", type=_level, help="background memory pressure 0.0–1.0")
+    e.add_argument("--pressure", type=_level,
+                   help="background memory pressure 0.0–1.0 instead of a machine state")
+    e.add_argument("--state", choices=machine_state_names(), metavar="STATE",
+                   help="the background of a real machine's capture (default "
+                        f"{Calibration.state}; {', '.join(machine_state_names())})")
     e.add_argument("--lsmod", help="an lsmod or /proc/modules file to boot with")
     e.add_argument("--programs", type=_positive_int, default=512, help="bpf-load: programs")
     e.add_argument("--pages", type=_positive_int, default=1, help="bpf-load/churn: JIT pages")
@@ -171,21 +176,24 @@ def build_parser():
 def calibration(args):
     """The scenario's Calibration with the command line's overrides."""
     if args.capture is not None:
-        given = [f"--{n.replace('_', '-')}" for n in ("nodes", "node_mem", "pressure")
+        given = [f"--{n.replace('_', '-')}" for n in ("nodes", "node_mem", "pressure", "state")
                  if getattr(args, n) is not None]
         if given:
             raise ValueError(f"{given[0]}: the machine is the capture's (--capture); "
                              "leave it out")
         return Calibration.for_capture(args.capture)
     cal = Calibration()
-    if args.scenario in ("bpf-load", "bpf-churn"):
-        cal.pressure = 0.3 if args.pressure is None else args.pressure
     if args.nodes is not None:
         cal.nodes = args.nodes
     if args.node_mem is not None:
         cal.node_mem = args.node_mem
+    if args.pressure is not None and args.state is not None:
+        raise ValueError("--pressure: a machine state (--state) sets the background; give "
+                         "one of the two")
     if args.pressure is not None:
-        cal.pressure = args.pressure
+        cal.pressure, cal.state = args.pressure, None
+    if args.state is not None:
+        cal.state = args.state
     return cal
 
 

@@ -168,7 +168,9 @@ def run_experiment(name, seed=0, cal=None, kernels=None, progress_factory=None,
         Machine(seed=seed, **cal.machine_kwargs()).meminfo()
     boot = {key: value for key, value in meminfo.items() if key.startswith("DirectMap")}
     kind = {"capture": cal.capture} if cal.capture is not None else {
-        **cal.machine_kwargs(), "pressure": cal.pressure, "churn_per_event": cal.churn_per_event,
+        **cal.machine_kwargs(), **({"state": cal.state} if cal.state is not None else
+                                   {"pressure": cal.pressure}),
+        "churn_per_event": cal.churn_per_event,
         "kernel_churn_per_event": cal.kernel_churn_per_event, "migrate_every": cal.migrate_every}
     out = {"scenario": name, "seed": seed, "machine": {**kind, **boot},
            "workload": {"phases": {k: len(v) for k, v in phases.items()}, "events": n_events,

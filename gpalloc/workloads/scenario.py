@@ -74,6 +74,15 @@ class Calibration:
     kernel_churn_per_event: int = 1
     migrate_every: int = 50
     capture: str | None = None   # start from this capture's state instead (Machine.from_proc)
+    # The background: a named real machine's state (gpalloc.workloads.machine_state), or
+    # None for the ``pressure`` knob.  fresh-boot: the one QEMU guest capture, v5.10 (the
+    # nearest to v5.11), 102 s after boot, the time a selftest VM starts its tests
+    # (data/machines/debian11-5.10-qemu).
+    state: str | None = "fresh-boot"
+    # QEMU's q35 memory map (the 2021 Fedora VM is a QEMU/KVM guest): 2 GiB below the PCI
+    # hole, the rest from 4 GiB; THP on (Fedora's default: khugepaged raises min_free_kbytes).
+    layout: str = "qemu-q35"
+    thp: bool = True
     # fedora-bpf: each selftest runner (test_verifier, test_progs, test_tag) is a process of
     # its own, forked and exec'd by the shell, living while its programs load (v5.11's
     # test_progs runs its tests serially in that one process; parallel workers came later,
@@ -84,19 +93,24 @@ class Calibration:
     def for_capture(cls, capture):
         """The machine of a capture, as it was: no pressure, no churn, one CPU for the run."""
         return cls(pressure=0.0, churn_per_event=0, kernel_churn_per_event=0, migrate_every=0,
-                   capture=str(capture))
+                   capture=str(capture), state=None)
 
     def machine_kwargs(self):
         """The Machine(...) arguments (a model machine of its own, not a capture's)."""
         return dict(nodes=self.nodes, node_mem=self.node_mem, cpus_per_node=self.cpus_per_node,
-                    gbpages=self.gbpages, boot_4k=self.boot_4k)
+                    gbpages=self.gbpages, boot_4k=self.boot_4k, layout=self.layout,
+                    thp=self.thp)
 
     def machine(self, machine_cls, design, seed):
-        """A booted machine for one run: the capture's state, or a new one with pressure."""
+        """A booted machine for one run: the capture's state, or a new one with its
+        background: the named machine state, else the pressure knob."""
         if self.capture is not None:
             return machine_cls.from_proc(self.capture, design=design, seed=seed)
         m = machine_cls(seed=seed, design=design, **self.machine_kwargs())
-        m.set_memory_pressure(self.pressure)
+        if self.state is not None:
+            m.set_machine_state(self.state)
+        else:
+            m.set_memory_pressure(self.pressure)
         return m
 
 
