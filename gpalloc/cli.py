@@ -16,7 +16,7 @@ import os
 import sys
 import time
 
-from . import budget, designs, usage
+from . import budget, designs, sensitivity, usage
 from .bug import InvariantError
 from .experiments import (
     RAM_SIZES,
@@ -156,6 +156,12 @@ def build_parser():
     r.add_argument("--csv", action="store_true", help="print CSV only (data/results/)")
     _jobs_arg(r)
     _bounds_args(r)
+    s = sub.add_parser("sensitivity",
+                       help="fedora-bpf with one calibration input changed at a time "
+                            "(gpalloc.sensitivity; several minutes)")
+    s.add_argument("--csv", action="store_true", help="print CSV only (data/results/)")
+    s.add_argument("--quiet", action="store_true", help="no progress line")
+    _jobs_arg(s)
     q = sub.add_parser("quiz", help="a seeded homework question; -c also prints the answer")
     q.add_argument("kind", choices=KINDS)
     q.add_argument("--seed", type=int, default=0)
@@ -364,6 +370,16 @@ def _run(args, progress):
     if args.command == "validate":
         report = validate(args.captures, args.seeds, args.kernel)
         return json.dumps(report, indent=1) if args.json else format_validation(report)
+    if args.command == "sensitivity":
+        if not args.quiet:
+            print(f"gpalloc: sensitivity: {len(sensitivity.tasks())} fedora-bpf runs",
+                  file=sys.stderr, flush=True)
+        rows = sensitivity.sensitivity(jobs=args.jobs or default_jobs())
+        if args.csv:
+            out = io.StringIO()
+            sensitivity.write_csv(rows, out)
+            return out.getvalue().rstrip("\n")
+        return sensitivity.summary(rows)
     if args.command == "ram-sweep":
         rows = ram_sweep(args.sizes, args.seed, progress, jobs=args.jobs)
         if args.csv:

@@ -62,7 +62,8 @@ BAD = [
     ("ram-sweep --sizes 100M",
      "--sizes: must be a multiple of 4M and at least 256M (got 100M)"),
     ("quiz bogus", "kind: not one of directmap, grouped, shrinker (got bogus)"),
-    ("bogus", "command: not one of experiment, ram-sweep, quiz, validate, live (got bogus)"),
+    ("bogus",
+     "command: not one of experiment, ram-sweep, sensitivity, quiz, validate, live (got bogus)"),
     ("live bpf-filters --programs x", "--programs: expected a whole number (got x)"),
     ("live bpf-filters --fill-kind bogus", "--fill-kind: not one of pagecache, shmem (got bogus)"),
 ]
