@@ -371,6 +371,8 @@ class PressureExplorer(Panel):
             "free_mb": round(mi["MemFree"] / 1024, 1),
             "reclaimed_mb": round(st["pgsteal"] * 4 / 1024, 1),
             "kswapd_runs": st["kswapd_runs"], "allocstall": st["allocstall"],
+            "migrated_mb": round(st.get("pgmigrate_success", 0) * 4 / 1024, 1),
+            "kcompactd": st.get("compact_daemon_wake", 0),
             "order9_blocks": m.order9_free_blocks(),
             "fallbacks": st["grouped_fallback"],
             "cache_pages": st["grouped_cache_pages"],
@@ -384,11 +386,14 @@ class PressureExplorer(Panel):
         v = self.values
         if v["reclaimed_mb"]:
             # what the student sees at 1.0: "nothing free", then hundreds of MB free again
-            v["_note"] = (f"pressure {level:.2f} left {v['free_before_mb']} MB free; each failed "
-                          "order-9 replenish woke kswapd and entered direct reclaim "
-                          f"({v['kswapd_runs']} kswapd runs, {v['allocstall']} stalls), which "
-                          f"evicted {v['reclaimed_mb']} MB of page cache: hence "
-                          f"{v['free_mb']} MB free after the workload.")
+            v["_note"] = (f"pressure {level:.2f} left {v['free_before_mb']} MB free; the "
+                          "workload's allocations woke kswapd (a boosted watermark after a "
+                          "fallback steal, an order-9 replenish short of a free 2 MiB block) "
+                          f"{v['kswapd_runs']} times and stalled in direct reclaim "
+                          f"{v['allocstall']} times; reclaim evicted {v['reclaimed_mb']} MB of "
+                          f"page cache and compaction moved {v['migrated_mb']} MB of it "
+                          f"(kcompactd woken {v['kcompactd']} times): hence {v['free_mb']} MB "
+                          "free after the workload.")
         self.table.value = html_table([
             ("free memory before the workload (MB)", v["free_before_mb"]),
             ("free memory after it (MB)", v["free_mb"]),

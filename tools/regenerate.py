@@ -3,7 +3,8 @@
 One command for all of them, in the order they depend on each other:
 
 1. ``goldens``   tests/golden/*.txt (the commands the golden tests name);
-2. ``results``   data/results/*.csv (the RAM sweep, the fedora-bpf sensitivity table);
+2. ``results``   data/results/*.csv (the RAM sweep, the fedora-bpf sensitivity table) and
+   data/results/runs/ (the notebooks' committed runs, gpalloc.runcache);
 3. ``notebooks`` notebooks/*.ipynb re-executed in place (``make notebooks``);
 4. ``handout``   docs/handout.png (``make handout``).
 
@@ -33,8 +34,9 @@ GOLDENS = [("tests/golden/bpf-load-64-seed1.txt",
 GOLDENS += [(f"tests/golden/quiz-{kind}-seed3-c.txt", ["quiz", kind, "--seed", "3", "-c"])
             for kind in ("directmap", "grouped", "shrinker")]
 # (results file, the command that prints it as CSV)
-RESULT_COMMANDS = [("fedora-bpf-by-ram.csv", ["ram-sweep", "--csv", "--quiet"]),
-                   ("fedora-bpf-sensitivity.csv", ["sensitivity", "--csv", "--quiet"])]
+RESULT_COMMANDS = [("fedora-bpf-by-ram.csv", ["ram-sweep", "--csv", "--quiet", "--jobs", "2"]),
+                   ("fedora-bpf-sensitivity.csv", ["sensitivity", "--csv", "--quiet",
+                                                   "--jobs", "2"])]
 
 
 def gpalloc(args):
@@ -67,6 +69,12 @@ def results():
         path.write_text(gpalloc(args), encoding="utf-8")
         changed[name] = (old, read_csv(path))
         print(f"wrote data/results/{name}")
+    # the notebooks' committed runs (gpalloc.runcache), current by the model's fingerprint
+    proc = subprocess.run([PY, "-m", "gpalloc.runcache"], cwd=ROOT, capture_output=True,
+                          text=True)
+    if proc.returncode:
+        sys.exit(f"regenerate: python -m gpalloc.runcache failed:\n{proc.stderr}")
+    print("wrote data/results/runs/")
     return changed
 
 

@@ -113,6 +113,10 @@ class Linux618(Linux518):
         """rmqueue() (6.18): per-order pcp lists, claim/steal."""
         return pa618.rmqueue(k, zone, order, gfp, alloc_flags, mt)
 
+    def drain_pages_zone(self, k, zone, cpu):
+        """drain_pages_zone() (6.18): every per-order list of one CPU."""
+        pa618.drain_pages_zone(k, zone, cpu)
+
     def free_frozen_pages(self, k, page, order):
         """__free_frozen_pages() (6.18)."""
         pa618.free_frozen_pages(k, page, order)

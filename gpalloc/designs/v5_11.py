@@ -17,6 +17,7 @@ from ..mm.page_alloc import (
     __free_pages_ok,
     alloc_page,
     alloc_pages_node,
+    drain_pages_zone,
     free_unref_page,
     rmqueue,
 )
@@ -43,6 +44,10 @@ class Linux511(Design):
     def rmqueue(self, k, zone, order, gfp, alloc_flags, mt):
         """rmqueue(): order 0 from this CPU's pcp list, higher orders from the buddy."""
         return rmqueue(k, zone, order, gfp, alloc_flags, mt)
+
+    def drain_pages_zone(self, k, zone, cpu):
+        """drain_pages_zone(): one CPU's pcp lists of a zone back to the buddy."""
+        drain_pages_zone(k, zone, cpu)
 
     def free_frozen_pages(self, k, page, order):
         """__free_pages()'s last step: order 0 to the pcp list, higher orders to the buddy."""

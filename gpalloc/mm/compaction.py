@@ -34,7 +34,6 @@ Simplified at the model's granularity (each said where it is done):
   so it stops at once in every zone (§3.6).
 """
 
-import sys
 from collections import deque
 
 from . import page_alloc as _pa
@@ -44,7 +43,7 @@ from .gfp import (
     MIGRATE_MOVABLE,
     gfp_migratetype,
 )
-from .mmzone import get_pageblock_migratetype, per_cpu_pages
+from .mmzone import get_pageblock_migratetype
 from .page import (
     MAX_ORDER,
     MOVABLE_OWNERS,
@@ -521,12 +520,8 @@ def lru_add_drain_cpu_zone(k, zone):
 
 def _drain_pages_zone(k, zone, cpu):
     pcp = zone.pcp.get(cpu)
-    if pcp is None or not pcp.count:
-        return
-    if type(pcp) is per_cpu_pages:
-        _pa.drain_pages_zone(k, zone, cpu)
-    else:   # another generation's pcp lists (6.18's per-order ones): its own allocator drains
-        sys.modules[type(pcp).__module__].drain_pages_zone(k, zone, cpu)
+    if pcp is not None and pcp.count:
+        k.design.drain_pages_zone(k, zone, cpu)   # the running kernel's pcp lists
 
 
 def drain_all_pages_zone(k, zone):

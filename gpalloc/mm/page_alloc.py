@@ -473,10 +473,10 @@ def drain_pages_zone(k, zone, cpu):
 
 
 def drain_all_pages(k):
-    """drain_all_pages(NULL): every CPU, every zone."""
+    """drain_all_pages(NULL): every CPU, every zone (the running kernel's pcp lists)."""
     for zone in k.zones:
         for cpu in list(zone.pcp):
-            drain_pages_zone(k, zone, cpu)
+            k.design.drain_pages_zone(k, zone, cpu)
 
 
 # ---------------------------------------------------------------- freeing
