@@ -1,6 +1,7 @@
 """The fedora-bpf RAM sweep (data/results/fedora-bpf-by-ram.csv): the committed file is what
-the model computes, and the mechanism behind it — v5.11's splits are bounded by the unmovable
-pageblocks of the kernel's zone, the RFC's are not — holds in every row."""
+the model computes, and what it shows holds in every row — v5.11's splits are bounded by the
+unmovable pageblocks of the kernel's zone, and on the calibrated (freshly booted) machine
+neither they nor the gain depend on the RAM."""
 
 import pytest
 
@@ -26,23 +27,29 @@ def test_committed_sweep_is_what_the_model_computes(committed):
 
 
 def test_baseline_splits_are_bounded_by_the_unmovable_pageblocks(committed):
+    # v5.11's unmovable order-0 pages come out of Unmovable pageblocks: at most one split each
+    # (+2: the pageblocks a split counts at the zone boundary)
     for row in committed:
         assert row["unmovable_pageblocks"] > 0
         assert row["baseline_splits_2m"] <= row["unmovable_pageblocks"] + 2, row
-        assert row["baseline_splits_2m"] >= 0.9 * row["unmovable_pageblocks"], row
 
 
-def test_grouped_kernel_does_not_grow_with_ram_and_the_gain_does(committed):
+def test_on_a_freshly_booted_machine_the_size_barely_matters(committed):
+    """The background is a real machine's (fresh-boot: the same kB of kernel memory, anon and
+    page cache on every size), so the Unmovable pageblocks do not grow with the RAM, and
+    neither does the baseline: the gain stays within a few points from 4 to 64 GiB."""
     assert len({r["grouped_4k_kb"] for r in committed}) == 1
     gains = [r["reduction_pct"] for r in committed]
-    assert gains == sorted(gains)
-    assert gains[-1] > gains[1] + 15          # 64 GiB against 8 GiB
+    assert max(gains) - min(gains) < 3
+    blocks = [r["unmovable_pageblocks"] for r in committed]
+    assert max(blocks) - min(blocks) < 0.1 * min(blocks)
 
 
-def test_cover_letter_figure_is_reached_only_on_the_large_machines(committed):
-    by_size = {r["node_mem"]: r["reduction_pct"] for r in committed}
-    assert by_size["8G"] < 95 <= by_size["32G"]
-    assert 97 <= by_size["64G"] <= 99.5
+def test_cover_letter_figure_is_not_reached_at_any_size(committed):
+    """With the calibrated machine the model's figure is far from 98 % on every size: the RFC's
+    floor (boot's 30 MiB + 7 blocks) is a large share of a baseline of ~40 split regions."""
+    for row in committed:
+        assert row["reduction_pct"] < 90 and row["reduction_of_growth_pct"] < 95, row
 
 
 def test_pagetypeinfo_counts_every_pageblock_once():
