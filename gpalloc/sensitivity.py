@@ -14,11 +14,13 @@ outcome.  Committed as data/results/fedora-bpf-sensitivity.csv (``make regenerat
 
 import csv
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from .experiments import parallel_map, run_experiment
 from .workloads import scenario
 
 SEEDS = (0, 1)
+CSV = scenario.DATA / "results" / "fedora-bpf-sensitivity.csv"
 FIELDS = ("input", "value", "seed", "baseline_4k_kb", "grouped_4k_kb", "reduction_pct",
           "reduction_of_growth_pct", "baseline_splits_2m", "grouped_splits_2m")
 DEFAULT = "default"
@@ -93,6 +95,24 @@ def write_csv(rows, out):
     w = csv.DictWriter(out, fieldnames=FIELDS, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
+
+
+def read_csv(path=None):
+    """The committed table (data/results/fedora-bpf-sensitivity.csv) as rows; FILE:LINE: errors."""
+    path = Path(path or CSV)
+    rows = []
+    with path.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != FIELDS:
+            raise ValueError(f"{path}:1: header must be {','.join(FIELDS)}")
+        for row in reader:
+            try:
+                rows.append({key: row[key] if key in ("input", "value") else
+                             float(row[key]) if "pct" in key else int(row[key])
+                             for key in FIELDS})
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{path}:{reader.line_num}: {err}") from None
+    return rows
 
 
 def _span(rows, key, fmt):

@@ -53,7 +53,7 @@ def test_parameters_are_printed_first(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["gpalloc", "experiment", "bpf-load", "seed=1"]
     assert lines[1].startswith("  machine: ")
-    for param in ("nodes=1", "node_mem=1G", "pressure=0.3", "gbpages=True"):
+    for param in ("nodes=1", "node_mem=1G", "state=fresh-boot", "layout=qemu-q35", "gbpages=True"):
         assert param in lines[1].split()
     assert lines[2] == ("  boot: DirectMap4k=30720 kB DirectMap2M=1017856 kB "
                         "DirectMap1G=0 kB")

@@ -88,7 +88,7 @@ def pressure_panel():
     return widgets.pressure_explorer(seed=0)
 
 
-def test_pressure_raises_fallbacks_and_eats_order9(pressure_panel):
+def test_pressure_eats_order9_and_wakes_reclaim(pressure_panel):
     p = pressure_panel
     _panel_contract(p)
     keys = {"free_mb", "order9_blocks", "fallbacks", "cache_pages", "shrinker_calls",
@@ -100,7 +100,9 @@ def test_pressure_raises_fallbacks_and_eats_order9(pressure_panel):
     p.controls["level"].value = 1.0
     high = dict(p.values)
     assert high["order9_blocks"] < low["order9_blocks"]
-    assert high["fallbacks"] > low["fallbacks"]
+    # full: the replenish finds no 2 MiB block; kswapd and kcompactd make one (v5.11)
+    assert high["kswapd_runs"] > low["kswapd_runs"] and high["reclaimed_mb"] > 0
+    assert high["fallbacks"] >= low["fallbacks"]
     assert high["free_mb"] < low["free_mb"]
     assert "seed=0" in p.header.value and _png(p)
 

@@ -8,6 +8,17 @@ tests/test_vmstat.py fails if code increments a key that is not listed.
 """
 
 VM_EVENTS = {
+    # per-process kernel memory (kernel/fork.py, mm/slab.py; the model's own counts)
+    "forks": "processes created (copy_process)",
+    "execs": "exec()s: the mm replaced (exec_mmap)",
+    "exits": "processes exited (do_exit)",
+    "anon_pages": "processes' anonymous pages now held (the model's count)",
+    "page_table_user_pages": "processes' page-table pages now held, PGDs included",
+    "thread_stack_vmalloc_pages": "kernel-stack pages vmalloc'd (alloc_thread_stack_node)",
+    "stack_cache_hits": "kernel stacks reused from the per-CPU cached_stacks",
+    "slab_pages": "pages now in the slab model's slabs (mm/slab.py)",
+    "slab_order_fallback": "slabs allocated at the minimum order after the first order failed",
+    "kmalloc_large_pages": "pages now held by kmalloc_large()",
     # direct map and CPA (arch/x86/mm/pat/set_memory.c)
     "splits_2m": "2M direct-map entries split into 4K (split_large_page)",
     "splits_1g": "1G direct-map entries split into 2M",
