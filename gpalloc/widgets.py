@@ -575,7 +575,8 @@ class ExperimentDashboard(Panel):
         nodes, pressure = int(c["nodes"].value), float(c["pressure"].value)
         gfp_label = c["gfp"].value
         gfp = DASHBOARD_GFPS[gfp_label]
-        cal = Calibration(nodes=nodes, node_mem=DASHBOARD_NODE_MEM, pressure=pressure)
+        cal = Calibration(nodes=nodes, node_mem=DASHBOARD_NODE_MEM, pressure=pressure,
+                          state=None)   # the panel's slider is the knob
         self._set_header(f"seed {seed}; {nodes} node(s) × {DASHBOARD_NODE_MEM}, pressure "
                          f"{pressure:.2f}; {DASHBOARD_PROGRAMS} one-page BPF programs kept loaded")
         t0 = time.perf_counter()
