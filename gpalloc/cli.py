@@ -63,8 +63,13 @@ def _level(text):
     return value
 
 
+def _parts(text):
+    """A comma-separated argument's non-empty parts, stripped."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
 def _sizes(text):
-    sizes = tuple(part.strip() for part in text.split(",") if part.strip())
+    sizes = _parts(text)
     if not sizes:
         raise argparse.ArgumentTypeError(usage.got("expected sizes like 8G,16G", text))
     for size in sizes:
@@ -94,7 +99,7 @@ def _bounds_args(p):
 
 def _seeds(text):
     try:
-        seeds = tuple(int(part) for part in text.split(",") if part.strip())
+        seeds = tuple(int(part) for part in _parts(text))
     except ValueError:
         raise argparse.ArgumentTypeError(usage.got("expected seeds like 0,1,2", text)) from None
     if not seeds or min(seeds) < 0:
@@ -103,7 +108,7 @@ def _seeds(text):
 
 
 def _names(text):
-    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    names = _parts(text)
     if not names:
         raise argparse.ArgumentTypeError(usage.got("expected capture names", text))
     return names
