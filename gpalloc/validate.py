@@ -98,6 +98,30 @@ def within(model, real):
     return model == real if e is None else abs(e) <= TOLERANCE
 
 
+def boot_pairs(rows):
+    """The same command and round measured on more than one boot: the spread of the real
+    DirectMap4k growth, whether any one value lies within ±30 % of every boot's growth
+    (``reachable``: max/min ≤ 1.3/0.7, or all 0), and whether the model's value for each
+    boot lies inside the boots' range widened by ±30 % (``model_in_range``)."""
+    groups = {}
+    for r in rows:   # "b1-05-filters-n500-k800" and "b2-05-..." are one command
+        groups.setdefault((r["capture"].split("-", 1)[1], r["phase"]), []).append(r)
+    out = []
+    for (command, phase), rs in groups.items():
+        if len({r["boot"] for r in rs}) < 2:
+            continue
+        real = [r["real"]["DirectMap4k"] for r in rs]
+        model = [r["model"]["DirectMap4k"] for r in rs]
+        lo, hi = min(real), max(real)
+        reachable = hi == 0 or (lo > 0 and (1 - TOLERANCE) * hi <= (1 + TOLERANCE) * lo)
+        in_range = all(m == 0 for m in model) if hi == 0 else \
+            all((1 - TOLERANCE) * lo <= m <= (1 + TOLERANCE) * hi for m in model)
+        out.append({"command": command, "phase": phase, "captures": [r["capture"] for r in rs],
+                    "real_4k": real, "model_4k": model, "reachable": reachable,
+                    "model_in_range": in_range})
+    return out
+
+
 def validate(captures=VALIDATION_SET, seeds=(0,), design=VALIDATION_DESIGN):
     """Rows (one per capture and loaded phase) and a summary, JSON-ready."""
     rows = [row for name in captures for row in compare(capture_folder(name), seeds, design)]
@@ -111,7 +135,11 @@ def report(rows, seeds, design=VALIDATION_DESIGN):
                "exact_1g": sum(r["exact_1g"] for r in rows),
                "seed_rows_within_4k": sum(r["seeds_within_4k"] for r in rows),
                "mean_abs_error_4k": _mean_abs(rows)}
-    return {"rows": rows, "summary": summary}
+    pairs = boot_pairs(rows)
+    summary.update(boot_pairs=len(pairs),
+                   boot_pairs_unreachable=sum(not p["reachable"] for p in pairs),
+                   boot_pairs_model_in_range=sum(p["model_in_range"] for p in pairs))
+    return {"rows": rows, "summary": summary, "boot_pairs": pairs}
 
 
 def compare(folder, seeds=(0,), design=VALIDATION_DESIGN):
@@ -182,4 +210,11 @@ def format_validation(report):
                  f"{s['rows'] * n_seeds} seed-rows within ±{100 * TOLERANCE:.0f} %"
                  if n_seeds > 1 else ""),
               _boots_line({r["boot"] for r in report["rows"]})]
+    if s["boot_pairs"]:
+        lines.append(
+            f"The same command on two boots, {s['boot_pairs']} rounds: in "
+            f"{s['boot_pairs_unreachable']} the boots differ by more than ±30 % can span "
+            f"(max/min > {(1 + TOLERANCE) / (1 - TOLERANCE):.2f}), so no prediction is within "
+            f"±30 % of both; the model lies within the boots' range ±30 % in "
+            f"{s['boot_pairs_model_in_range']} of {s['boot_pairs']}.")
     return "\n".join(lines)

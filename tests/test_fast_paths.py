@@ -164,7 +164,8 @@ def _slow_paths(monkeypatch):
 
     def no_direct_rmqueue(self, **options):
         linux_init(self, **options)
-        self.__dict__.pop("rmqueue", None)
+        for name in ("rmqueue", "vm_area_alloc_pages", "vm_area_free_pages"):
+            self.__dict__.pop(name, None)
 
     monkeypatch.setattr(v5_11.Linux511, "__init__", no_direct_rmqueue)
 
@@ -208,7 +209,21 @@ def test_the_reading_paths_are_really_used_when_the_fast_ones_are_undone(monkeyp
     _slow_paths(monkeypatch)
     m = Machine(node_mem="1G", seed=0)
     assert type(m.k.pages._pages) is dict and "pfn_to_page" not in vars(m.k.pages)
-    assert "rmqueue" not in vars(m.k.design)
+    assert not {"rmqueue", "vm_area_alloc_pages", "vm_area_free_pages"} & set(vars(m.k.design))
+
+
+@pytest.mark.parametrize("design", ["5.11", "rfc"])
+def test_vmalloc_page_runs_are_taken_where_pages_are_plain(design):
+    from gpalloc import Machine
+    from gpalloc.designs.v5_11 import Linux511
+    d = Machine(node_mem="1G", design=design, seed=0).k.design
+    assert vars(d)["vm_area_alloc_pages"].__func__ is Linux511._vm_area_alloc_order0_run
+    assert vars(d)["vm_area_free_pages"].__func__ is Linux511._vm_area_free_order0_run
+
+
+def test_vmalloc_page_runs_are_not_taken_by_designs_with_their_own_allocator():
+    from gpalloc import Machine
+    assert "vm_area_alloc_pages" not in vars(Machine(node_mem="1G", design="6.18", seed=0).k.design)
 
 
 def test_memmap_fast_path_is_pfn_to_page():

@@ -126,3 +126,33 @@ def test_validate_cli_prints_every_row_and_refuses_unknown_captures(capsys):
     assert main(["validate", "--captures", "nope"]) == 2
     assert capsys.readouterr().err.strip() == \
         f"gpalloc: error: --captures: no capture 'nope' in {MEASUREMENTS}"
+
+
+def _row(capture, phase, boot, real, model):
+    return {"capture": capture, "phase": phase, "boot": boot,
+            "real": {"DirectMap4k": real}, "model": {"DirectMap4k": model}}
+
+
+def test_boot_pairs_say_when_no_prediction_can_be_within_30_percent_of_both_boots():
+    from gpalloc.validate import boot_pairs
+    rows = [_row("b1-05-x", "02", "a", 6144, 6144), _row("b2-05-x", "02", "b", 6144, 7168),
+            _row("b1-08-y", "02", "a", 38912, 20480), _row("b2-08-y", "02", "b", 20480, 20480),
+            _row("b1-06-z", "02", "a", 0, 0), _row("b2-06-z", "02", "b", 0, 2048),
+            _row("b1-11-w", "02", "a", 2048, 2048)]            # one boot only: no pair
+    pairs = {p["command"]: p for p in boot_pairs(rows)}
+    assert set(pairs) == {"05-x", "08-y", "06-z"}
+    assert pairs["05-x"]["reachable"] and pairs["05-x"]["model_in_range"]
+    # 38,912 / 20,480 = 1.9 > 1.3 / 0.7: no value is within ±30 % of both
+    assert not pairs["08-y"]["reachable"] and pairs["08-y"]["model_in_range"]
+    # both boots measured 0: only 0 is right, and one model run split a region
+    assert pairs["06-z"]["reachable"] and not pairs["06-z"]["model_in_range"]
+
+
+def test_validation_set_boot_pairs_are_the_spread_table_of_the_measurements_readme():
+    """The finding criterion 3 runs into: the README's b2/b1 ratios outside 0.54..1.86."""
+    from gpalloc.validate import boot_pairs
+    rows = [r for name in VALIDATION_SET for r in _rows(name)]
+    pairs = boot_pairs(rows)
+    assert len(pairs) == 13
+    unreachable = {(p["command"], p["phase"]) for p in pairs if not p["reachable"]}
+    assert {c.split("-")[0] for c, _ in unreachable} >= {"08", "09", "11"}

@@ -8,7 +8,8 @@ design plugs into them only here, through seams that mirror the ones upstream
 
 * ``vm_alloc_page`` / ``vm_free_page`` — where vmalloc gets and frees each page
   (RFC 2/3's hooks in mm/vmalloc.c), and ``vm_area_alloc_pages`` — how vmalloc fills an
-  area's page array (v5.11: one vm_alloc_page() at a time; 5.13+: the bulk allocator);
+  area's page array (v5.11: one vm_alloc_page() at a time; 5.13+: the bulk allocator),
+  ``vm_area_free_pages`` — __vunmap()'s loop over vm_free_page();
 * ``rmqueue`` / ``free_frozen_pages`` — the page allocator's own fast paths (v5.11's
   per-migratetype pcp lists and __rmqueue_fallback; 6.18's per-order lists and
   claim/steal), called from get_page_from_freelist() and __free_pages();
@@ -74,6 +75,11 @@ class Design(abc.ABC):
     @abc.abstractmethod
     def vm_free_page(self, k, page, vm_flags):
         """vm_free_page(): give one page of a freed vmalloc area back."""
+
+    def vm_area_free_pages(self, k, pages, vm_flags):
+        """__vunmap()'s loop: vm_free_page() for each page of the area, in order."""
+        for page in pages:
+            self.vm_free_page(k, page, vm_flags)
 
     # ------------------------------------------------------------ executable memory
     @abc.abstractmethod

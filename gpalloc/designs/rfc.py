@@ -391,6 +391,10 @@ class RFCPatch2(RFCPatch1):
         else:
             super().vm_free_page(k, page, vm_flags)
 
+    def vm_pages_are_order0(self, k, vm_flags):
+        """An area without VM_GROUP_PAGES (or with the cache disabled) gets plain pages."""
+        return not vmalloc_grouped_page_enabled(k, vm_flags)
+
     def stats(self, k):
         """The cache's size per node, the round-robin counter, replenishes, nr_deferred."""
         s = self.shrinker

@@ -15,9 +15,11 @@ from ..mm.page import OWNER_KERNEL
 from ..mm.page_alloc import (
     __free_pages,
     __free_pages_ok,
+    alloc_order0_run,
     alloc_page,
     alloc_pages_node,
     drain_pages_zone,
+    free_order0_run,
     free_unref_page,
     rmqueue,
 )
@@ -40,6 +42,13 @@ class Linux511(Design):
         # of it, which stays the reading path (tests/test_fast_paths.py).
         if type(self).rmqueue is Linux511.rmqueue:
             self.rmqueue = rmqueue
+            # and vmalloc's page loops take runs of pages at once where every page is a
+            # plain order-0 one (mm/page_alloc.alloc_order0_run / free_order0_run)
+            if type(self).free_frozen_pages is Linux511.free_frozen_pages and \
+                    type(self).vm_area_alloc_pages is Linux511.vm_area_alloc_pages and \
+                    type(self).vm_area_free_pages is Design.vm_area_free_pages:
+                self.vm_area_alloc_pages = self._vm_area_alloc_order0_run
+                self.vm_area_free_pages = self._vm_area_free_order0_run
 
     def rmqueue(self, k, zone, order, gfp, alloc_flags, mt):
         """rmqueue(): order 0 from this CPU's pcp list, higher orders from the buddy."""
@@ -66,6 +75,25 @@ class Linux511(Design):
                 break
             append(page)
         return pages
+
+    def _vm_area_alloc_order0_run(self, k, area, node, gfp, nr_pages, vm_flags):
+        """vm_area_alloc_pages(), fast: the same pages as its loop, a pcp run at a time."""
+        if self.vm_pages_are_order0(k, vm_flags):
+            return alloc_order0_run(k, node, gfp, nr_pages)
+        return Linux511.vm_area_alloc_pages(self, k, area, node, gfp, nr_pages, vm_flags)
+
+    def _vm_area_free_order0_run(self, k, pages, vm_flags):
+        """vm_area_free_pages(), fast: __vunmap()'s loop with free_unref_page() inline."""
+        if self.vm_pages_are_order0(k, vm_flags):
+            free_order0_run(k, pages, OWNER_KERNEL)
+        else:
+            Design.vm_area_free_pages(self, k, pages, vm_flags)
+
+    def vm_pages_are_order0(self, k, vm_flags):
+        """Does vm_alloc_page()/vm_free_page() reduce to alloc_page()/__free_pages(page, 0)
+        for an area with these flags?  (A subclass that overrides either hook says when.)"""
+        return type(self).vm_alloc_page is Linux511.vm_alloc_page and \
+            type(self).vm_free_page is Linux511.vm_free_page
 
     def vm_alloc_page(self, k, node, vm_flags, gfp):
         """__vmalloc_area_node()'s per-page step: alloc_page(), or alloc_pages_node()."""

@@ -756,6 +756,80 @@ def alloc_pages_node(k, nid, gfp, order):
     return __alloc_pages_nodemask(k, gfp, order, nid)
 
 
+# ---------------------------------------------------------------- runs of order-0 pages
+# Exact fast paths (issue 13) for v5.11 vmalloc's page loops: the same pages, in the same
+# order, leaving the same state as the per-page calls above, which stay the reading path
+# (tests/test_fast_paths.py runs both).
+
+def alloc_order0_run(k, node, gfp, nr_pages):
+    """``nr_pages`` calls of alloc_page(gfp) (node -1) or alloc_pages_node(node, gfp, 0) in
+    a row, stopping at the first NULL: v5.11 __vmalloc_area_node()'s loop.
+
+    While the first zone of the request's zonelist passes its watermark, no boost is
+    pending and this CPU's pcp list for the request holds pages, every one of those calls
+    takes that list's head, and nothing its checks read (free pages, watermark, boost)
+    changes between them: so the checks are made once per run of pcp pages, and anything
+    else (an empty list, a failed watermark, a refill) is one call of the reading path.
+    The design's rmqueue() must be v5.11's.
+    """
+    if node != -1 and nr_pages:
+        k.check_nid(node)
+    pages = []
+    append, pfn_to_page, ctxs = pages.append, k.pages.pfn_to_page, k.alloc_ctx
+    while len(pages) < nr_pages:
+        ctx = ctxs.get((gfp, k.numa_node_id() if node == -1 else node))
+        if ctx is not None:
+            zonelist, highest, mt, alloc_flags = ctx
+            zone = zonelist[0]
+            pcp = zone.pcp.get(k.cpu)
+            lst = pcp.lists[mt] if pcp is not None else None
+            if lst and not (zone.flags and ZONE_BOOSTED_WATERMARK in zone.flags
+                            and not k.in_reclaim) and \
+                    zone_watermark_ok(zone, 0, _mark(zone, alloc_flags), highest, alloc_flags):
+                take = min(len(lst), nr_pages - len(pages))
+                run = lst[-take:]   # the list's head is our end: taken last to first
+                del lst[-take:]
+                for pfn in reversed(run):
+                    page = pfn_to_page(pfn)
+                    page._refcount, page.owner, page.order = 1, OWNER_KERNEL, 0   # prep_new_page
+                    page.page_type, page.private, page.pcp_mt = None, 0, None
+                    append(page)
+                pcp.count -= take
+                k.stat["pgalloc"] += take
+                continue
+        page = alloc_page(k, gfp) if node == -1 else __alloc_pages_nodemask(k, gfp, 0, node)
+        if page is None:
+            break
+        append(page)
+    return pages
+
+
+def free_order0_run(k, pages, owner):
+    """``page.owner = owner; __free_pages(page, 0)`` for each page, in order, where the
+    design frees order 0 with v5.11's free_unref_page(): v5.11 __vunmap()'s loop."""
+    zone_of, region_zone, cpu = k.zone_of, k._region_zone, k.cpu
+    for page in pages:
+        page.owner = owner
+        if page._refcount <= 0:
+            raise AssertionError(f"__free_pages: {page!r} has no reference to drop (double free?)")
+        page._refcount -= 1
+        if page._refcount:
+            continue
+        pfn = page.pfn
+        zone = region_zone.get(pfn >> 9)   # free_unref_page(), inline; zone_of()'s own cache
+        if zone is None:
+            zone = zone_of(pfn)
+        mt = zone.pageblock_mt.get(pfn >> pageblock_order, MIGRATE_MOVABLE)
+        page.owner, page.pcp_mt, page.order = OWNER_PCP, mt, 0
+        pcp = zone.pcp.get(cpu)
+        if pcp is None:
+            pcp = get_pcp(k, zone)
+        pcp.lists[mt].append(pfn)
+        pcp.count += 1
+        if pcp.count >= pcp.high:
+            free_pcppages_bulk(k, zone, pcp.batch, pcp)
+
+
 def free_boot_memory(k, zone, ranges):
     """memblock_free_all(): boot hands each free range to the buddy, ascending, to the tail."""
     for start, end in ranges:

@@ -436,9 +436,8 @@ def __vunmap(k, addr, deallocate_pages):
         return
     vm_remove_mappings(k, area, deallocate_pages)
     if deallocate_pages:
-        vm_free_page = k.design.vm_free_page   # RFC 2/3's hook
-        for page in area.pages:
-            vm_free_page(k, page, area.flags)
+        # one vm_free_page() (RFC 2/3's hook) per page, through the design
+        k.design.vm_area_free_pages(k, area.pages, area.flags)
         k.vmap.nr_vmalloc_pages -= area.nr_pages
         if area.nested is not None:      # kvfree(area->pages)
             __vunmap(k, area.nested.addr, True)

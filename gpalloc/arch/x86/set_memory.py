@@ -197,6 +197,7 @@ def change_page_attr_set_clr(k, addr, numpages, set_, clr, force_split=False,
     checkalias = checkalias and (set_ | clr) != _PAGE_NX
     flushtlb = force_flush_all = False
     cur, left = addr, numpages
+    area = None
     while left > 0:
         if is_direct_map_addr(k, cur):
             handled, changed = __change_page_attr_dmap(k, virt_to_pfn(cur), left, set_, clr,
@@ -204,7 +205,9 @@ def change_page_attr_set_clr(k, addr, numpages, set_, clr, force_split=False,
             if handled < 0:
                 return handled
         else:
-            area = _vmalloc.find_vm_area(k, cur)
+            # the next page is usually in the area just looked up (nothing here frees one)
+            if area is None or not area.addr <= cur < area.addr + area.size:
+                area = _vmalloc.find_vm_area(k, cur)
             if area is None or not area.pages:
                 WARN(k, f"CPA: called for zero pte. vaddr = {cur:#x} cpa->vaddr = {addr:#x}")
                 return -EFAULT
