@@ -16,6 +16,9 @@ Where it comes from, first hit wins:
    edited model never shows stale numbers, it recomputes;
 3. run_experiment() itself.
 
+``cached_validation(seeds)`` does the same for ``gpalloc.validate.validate()`` (notebook 08's
+model-against-kernel table), keyed also by the captures it reads.
+
 tests/test_runcache.py checks that a snapshot shows what its machine shows and that a
 committed file is what the model computes.
 """
@@ -28,12 +31,15 @@ from pathlib import Path
 
 from .experiments import default_jobs, run_experiment
 from .snapshot import MachineSnapshot
+from .validate import validate
 from .workloads import scenario
 
 CACHE_DIR = scenario.DATA / "results" / "runs"
 #: the runs the notebooks use (notebook 05): (scenario, seed, node_mem, workload options)
 NOTEBOOK_RUNS = (("fedora-bpf", 0, None, {}), ("fedora-bpf", 0, "64G", {}),
                  ("modules", 0, None, {"lsmod": "default"}))
+#: the model seeds of the validation report notebook 08 prints (gpalloc.validate)
+VALIDATION_SEEDS = (0,)
 _memory = {}
 
 
@@ -115,6 +121,45 @@ def cached_run(name, seed=0, node_mem=None, **kw):
     return copy.deepcopy(result), dict(snapshots)
 
 
+def validation_fingerprint():
+    """SHA-256 over what `gpalloc validate` reads besides the model: gpalloc/live/ (captures,
+    boot history) and every file under data/measurements/, on top of model_fingerprint()."""
+    h = hashlib.sha256(model_fingerprint().encode())
+    root = Path(__file__).resolve().parent
+    files = sorted((root / "live").rglob("*.py")) + sorted(
+        p for p in (scenario.DATA / "measurements").rglob("*") if p.is_file())
+    for path in files:
+        h.update(str(path.relative_to(root.parent)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _validation_path(seeds, out=None):
+    return Path(out or CACHE_DIR) / f"validate-seeds{'_'.join(map(str, seeds))}.json"
+
+
+def cached_validation(seeds=VALIDATION_SEEDS):
+    """gpalloc.validate.validate(seeds=seeds) of the validation set, JSON-shaped: from
+    memory, else a current committed file, else computed (notebook 08 prints it)."""
+    key = ("validate", tuple(seeds))
+    if key not in _memory:
+        path = _validation_path(seeds)
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        _memory[key] = data["result"] if data.get("model") == validation_fingerprint() else \
+            json.loads(json.dumps(validate(seeds=tuple(seeds))))
+    return copy.deepcopy(_memory[key])
+
+
+def write_validation(seeds=VALIDATION_SEEDS, out=CACHE_DIR):
+    """Compute the validation report and write data/results/runs/validate-seeds<N>.json."""
+    path = _validation_path(seeds, out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"model": validation_fingerprint(),
+                                "result": validate(seeds=tuple(seeds))},
+                               separators=(",", ":")) + "\n")
+    return path
+
+
 def write_cached(runs=NOTEBOOK_RUNS, out=CACHE_DIR):
     """Compute each run and write data/results/runs/<key>.json (the committed cache)."""
     out = Path(out)
@@ -131,5 +176,5 @@ def write_cached(runs=NOTEBOOK_RUNS, out=CACHE_DIR):
 
 
 if __name__ == "__main__":   # python -m gpalloc.runcache: regenerate the committed runs
-    for p in write_cached():
+    for p in [*write_cached(), write_validation()]:
         print(p, file=sys.stderr)

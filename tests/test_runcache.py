@@ -133,3 +133,21 @@ def test_the_default_lsmod_by_path_is_the_default_run(monkeypatch, tmp_path):
     runcache.cached_run("modules", 0, lsmod=runcache.scenario.DEFAULT_LSMOD)
     runcache.cached_run("modules", 0, lsmod="default")
     assert seen == [{"lsmod": "default"}]
+
+
+def test_cached_validation_reads_a_current_file_and_computes_past_a_stale_one(monkeypatch):
+    computed = []
+
+    def fake_validate(seeds):
+        computed.append(seeds)
+        return {"rows": [], "summary": {"seeds": list(seeds)}, "boot_pairs": []}
+
+    monkeypatch.setattr(runcache, "validate", fake_validate)
+    monkeypatch.setattr(runcache, "_memory", {})
+    first = runcache.cached_validation()          # the committed file is current
+    assert computed == [] and len(first["rows"]) == first["summary"]["rows"] > 0
+    first["rows"].clear()                          # a copy: the cache is not changed
+    assert runcache.cached_validation()["rows"]
+    monkeypatch.setattr(runcache, "_memory", {})
+    monkeypatch.setattr(runcache, "validation_fingerprint", lambda: "an edited model")
+    assert runcache.cached_validation()["rows"] == [] and computed == [(0,)]

@@ -156,3 +156,15 @@ def test_validation_set_boot_pairs_are_the_spread_table_of_the_measurements_read
     assert len(pairs) == 13
     unreachable = {(p["command"], p["phase"]) for p in pairs if not p["reachable"]}
     assert {c.split("-")[0] for c, _ in unreachable} >= {"08", "09", "11"}
+
+
+def test_committed_validation_is_what_the_model_computes():
+    """data/results/runs/validate-seeds0.json (notebook 08's table) is current; regenerate it
+    with `python -m gpalloc.runcache` (make regenerate)."""
+    from gpalloc import runcache
+    from gpalloc.validate import report
+    data = json.loads(runcache._validation_path(runcache.VALIDATION_SEEDS).read_text())
+    assert data["model"] == runcache.validation_fingerprint(), \
+        "stale committed validation: python -m gpalloc.runcache"
+    rows = [r for name in VALIDATION_SET for r in _rows(name)]
+    assert data["result"] == json.loads(json.dumps(report(rows, runcache.VALIDATION_SEEDS)))

@@ -4,7 +4,7 @@ One command for all of them, in the order they depend on each other:
 
 1. ``goldens``   tests/golden/*.txt (the commands the golden tests name);
 2. ``results``   data/results/*.csv (the RAM sweep, the fedora-bpf sensitivity table) and
-   data/results/runs/ (the notebooks' committed runs, gpalloc.runcache);
+   data/results/runs/ (the notebooks' committed runs and validation report, gpalloc.runcache);
 3. ``notebooks`` notebooks/*.ipynb re-executed in place (``make notebooks``);
 4. ``handout``   docs/handout.png (``make handout``).
 
