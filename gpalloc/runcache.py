@@ -69,7 +69,8 @@ def model_fingerprint():
     and the calibration data the runs read: a committed run is current only with it."""
     root = Path(__file__).resolve().parent
     h = hashlib.sha256()
-    skip = {"runcache.py", "widgets.py", "viz.py", "cli.py", "quiz.py", "tables.py"}
+    skip = {"runcache.py", "widgets.py", "viz.py", "cli.py", "quiz.py", "tables.py",
+            "validate.py"}   # validate.py reads runs, it does not make them: see below
     files = sorted(p for p in root.rglob("*.py") if p.name not in skip and "live" not in p.parts)
     files += [scenario.DEFAULT_LSMOD, scenario.DEFAULT_PROFILE]
     for path in files:
@@ -122,11 +123,12 @@ def cached_run(name, seed=0, node_mem=None, **kw):
 
 
 def validation_fingerprint():
-    """SHA-256 over what `gpalloc validate` reads besides the model: gpalloc/live/ (captures,
-    boot history) and every file under data/measurements/, on top of model_fingerprint()."""
+    """SHA-256 over what `gpalloc validate` reads besides the model: validate.py itself,
+    gpalloc/live/ (captures, boot history) and every file under data/measurements/, on top
+    of model_fingerprint()."""
     h = hashlib.sha256(model_fingerprint().encode())
     root = Path(__file__).resolve().parent
-    files = sorted((root / "live").rglob("*.py")) + sorted(
+    files = [root / "validate.py", *sorted((root / "live").rglob("*.py"))] + sorted(
         p for p in (scenario.DATA / "measurements").rglob("*") if p.is_file())
     for path in files:
         h.update(str(path.relative_to(root.parent)).encode())

@@ -24,7 +24,11 @@ class MachineSnapshot:
                     "buddyinfo": [[nid, zone, counts]
                                   for (nid, zone), counts in m.buddyinfo().items()],
                     "meminfo": dict(m.meminfo()), "stats": plain(m.stats()),
-                    "config": plain(m.config)})
+                    "pools": plain(m.pools()), "config": plain(m.config)})
+
+    def pools(self):
+        """Machine.pools() when the run ended: the design's own memory pools."""
+        return copy.deepcopy(self._views["pools"])
 
     def direct_map_regions(self):
         """Machine.direct_map_regions() when the run ended (a numpy uint8 array)."""

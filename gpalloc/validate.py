@@ -18,6 +18,7 @@ the CALIBRATION set (gpalloc.workloads.from_proc, gpalloc.net.filter; data/READM
 (gpalloc.workloads.process).
 """
 
+import re
 from statistics import mean
 
 from .experiments import run_experiment
@@ -104,8 +105,11 @@ def boot_pairs(rows):
     (``reachable``: max/min ≤ 1.3/0.7, or all 0), and whether the model's value for each
     boot lies inside the boots' range widened by ±30 % (``model_in_range``)."""
     groups = {}
-    for r in rows:   # "b1-05-filters-n500-k800" and "b2-05-..." are one command
-        groups.setdefault((r["capture"].split("-", 1)[1], r["phase"]), []).append(r)
+    for r in rows:   # "b1-05-filters-n500-k800" and "b2-05-..." are one command (the committed
+        # captures' names, data/measurements/README.md); any other name is a command of its own
+        boot_prefixed = re.fullmatch(r"b\d+-(.+)", r["capture"])
+        command = boot_prefixed.group(1) if boot_prefixed else r["capture"]
+        groups.setdefault((command, r["phase"]), []).append(r)
     out = []
     for (command, phase), rs in groups.items():
         if len({r["boot"] for r in rs}) < 2:

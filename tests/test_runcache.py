@@ -32,6 +32,7 @@ def test_snapshot_shows_what_its_machine_shows():
         assert s.buddyinfo() == m.buddyinfo()
         assert s.meminfo() == m.meminfo()
         assert s.stats() == json.loads(json.dumps(m.stats()))
+        assert s.pools() == json.loads(json.dumps(m.pools()))
         assert s.config["nodes"] == m.config["nodes"]
 
 

@@ -138,7 +138,8 @@ def test_boot_pairs_say_when_no_prediction_can_be_within_30_percent_of_both_boot
     rows = [_row("b1-05-x", "02", "a", 6144, 6144), _row("b2-05-x", "02", "b", 6144, 7168),
             _row("b1-08-y", "02", "a", 38912, 20480), _row("b2-08-y", "02", "b", 20480, 20480),
             _row("b1-06-z", "02", "a", 0, 0), _row("b2-06-z", "02", "b", 0, 2048),
-            _row("b1-11-w", "02", "a", 2048, 2048)]            # one boot only: no pair
+            _row("b1-11-w", "02", "a", 2048, 2048),             # one boot only: no pair
+            _row("m", "02", "a", 0, 0), _row("m", "04", "a", 0, 0)]   # a fresh live capture
     pairs = {p["command"]: p for p in boot_pairs(rows)}
     assert set(pairs) == {"05-x", "08-y", "06-z"}
     assert pairs["05-x"]["reachable"] and pairs["05-x"]["model_in_range"]
