@@ -530,10 +530,15 @@ def __free_pages_ok(k, page, order):
     __free_one_page(k, zone, page.pfn, order, mt)
 
 
+def _no_reference_to_drop(page):
+    """What __free_pages() raises for a page whose refcount is already 0 (a double free)."""
+    return AssertionError(f"__free_pages: {page!r} has no reference to drop (double free?)")
+
+
 def __free_pages(k, page, order):
     """__free_pages(): drop a reference; at zero the block goes back to the allocator."""
     if page._refcount <= 0:
-        raise AssertionError(f"__free_pages: {page!r} has no reference to drop (double free?)")
+        raise _no_reference_to_drop(page)
     page._refcount -= 1
     if page._refcount:
         return
@@ -811,7 +816,7 @@ def free_order0_run(k, pages, owner):
     for page in pages:
         page.owner = owner
         if page._refcount <= 0:
-            raise AssertionError(f"__free_pages: {page!r} has no reference to drop (double free?)")
+            raise _no_reference_to_drop(page)
         page._refcount -= 1
         if page._refcount:
             continue
